@@ -115,7 +115,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             if time.perf_counter() - start > max_seconds:
                 break
         hist.train.append(total / len(x))
