@@ -1,0 +1,172 @@
+"""nbgrader plug-ins that make autograding deterministic and trustworthy.
+
+Configured by :func:`configure` from the course's ``nbgrader_config.py``; they run inside
+``nbgrader autograde`` (and therefore inside ``gencourse autograde`` and ``gencourse demo``):
+
+* :class:`GencourseExecute` executes a submission with every random number generator seeded
+  before the first cell, ``PYTHONHASHSEED`` fixed, a per-cell timeout that interrupts the cell and
+  goes on with the next, and a private folder where :func:`gencourse.grading.check` records the
+  student's outputs, filed by the cell that produced them.
+* :class:`StderrToStdout` keeps warnings printed to stderr visible but stops them from zeroing a
+  correct test (nbgrader scores any stderr output in a test cell as a failure).
+* :class:`VerifyChecks` recomputes, in the grader's own process, every check that a test cell
+  calls, compares with the recorded outputs, and fails the cell when the record is missing or
+  wrong. Code in the notebook that replaces the reference, the check function, ``torch.allclose``
+  or the exception display cannot turn a wrong answer into points.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from nbformat.notebooknode import NotebookNode
+from traitlets import Integer, Unicode
+
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader import utils as nbutils
+
+from . import grading
+
+CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([\w.\-]+)["']""")
+SEED_LINES = ("import random as _r, numpy as _np, torch as _t; _r.seed({seed}); _np.random.seed({seed}); "
+              "_t.manual_seed({seed}); del _r, _np, _t")
+
+
+class GencourseExecute(Execute):
+    """nbgrader's Execute with seeding, a fixed hash seed and recorded check outputs."""
+
+    seed = Integer(0, help="Seed of Python's, NumPy's and torch's generators before the first cell.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        evidence = Path(tempfile.mkdtemp(prefix="gencourse-evidence-"))
+        resources["gencourse_evidence"] = str(evidence)
+        self._evidence = evidence
+        self.extra_arguments = list(self.extra_arguments) + [
+            "--HistoryManager.hist_file=:memory:",
+            f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed)}",
+        ]
+        saved = {k: os.environ.get(k) for k in (grading.EVIDENCE_ENV, "PYTHONHASHSEED", "GENCOURSE_GRADING")}
+        os.environ.update({grading.EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0", "GENCOURSE_GRADING": "1"})
+        try:
+            return super().preprocess(nb, resources)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        # file what the cell recorded under the cell's index: a record only counts for the cell
+        # that was running when it was written
+        target = self._evidence / f"cell{kwargs['cell_index']:04d}"
+        for f in list(self._evidence.glob("*.npz")):
+            target.mkdir(exist_ok=True)
+            shutil.move(str(f), target / f.name)
+
+
+class StderrToStdout(NbGraderPreprocessor):
+    """Turn stderr stream outputs into stdout ones marked ``[stderr]``: visible, but not a failure."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                    out["name"] = "stdout"
+                    out["text"] = "".join("[stderr] " + line for line in out["text"].splitlines(True))
+        return cell, resources
+
+
+class VerifyChecks(NbGraderPreprocessor):
+    """Fail any test cell whose ``check(...)`` calls are not confirmed outside the notebook."""
+
+    error_name = Unicode("GradingIntegrityError").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        folder = resources.get("gencourse_evidence")
+        self._evidence = Path(folder) if folder else None
+        try:
+            return super().preprocess(nb, resources)
+        finally:
+            if self._evidence is not None:
+                shutil.rmtree(self._evidence, ignore_errors=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not nbutils.is_grade(cell):
+            return cell, resources
+        names = CHECK_CALL.findall(cell.source)
+        if not names or any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return cell, resources  # nothing to confirm, or already failed
+        folder = self._evidence / f"cell{index:04d}" if self._evidence else None
+        for name in names:
+            problem = verify_check(name, folder)
+            if problem:
+                cell.outputs.append(NotebookNode(
+                    output_type="error", ename=self.error_name, evalue=problem,
+                    traceback=[f"{self.error_name}: {problem}"]))
+                self.log.warning("cell %s: %s", index, problem)
+                break
+        return cell, resources
+
+
+def verify_check(name: str, folder: Path | None) -> str | None:
+    """Recompute check ``name`` here and compare with the outputs recorded in ``folder``.
+
+    Returns ``None`` when a record exists and matches the reference on every case and device,
+    else a message for the student's feedback.
+    """
+    spec = grading.registry(sealed=False).get(name)
+    if spec is None:
+        return f"the test calls an unknown check {name!r} (an instructor should look at this)"
+    records = sorted(folder.glob(f"*_{name}.npz")) if folder is not None and folder.is_dir() else []
+    if not records:
+        return (f"{name}: no result was recorded while this cell ran; the grading code was "
+                "bypassed or replaced, so this test cannot be confirmed")
+    reference = grading.resolve_reference(spec, sealed=False)
+    cases = spec.build_cases()
+    expected = [grading.to_arrays(spec.run(reference, case, grading.torch.device("cpu"))) for case in cases]
+    try:
+        with np.load(records[-1], allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception:
+        return f"{name}: the recorded result is unreadable"
+    devices = sorted({k.split("__")[0] for k in data}) or ["cpu"]
+    if "cpu" not in devices:
+        return f"{name}: no result on the CPU was recorded"
+    for dev in devices:
+        for i, exp in enumerate(expected):
+            got = [data[f"{dev}__{i}__{j}"] for j in range(len(data)) if f"{dev}__{i}__{j}" in data]
+            if not got:
+                return f"{name}: input {cases[i].describe()} on {dev} has no recorded result"
+            msg = grading.compare_outputs(exp, got, spec.rtol, spec.atol)
+            if msg:
+                return f"{name} on {dev}, input {cases[i].describe()}: {msg} (confirmed outside the notebook)"
+    return None
+
+
+def configure(c, root: str | os.PathLike, timeout: int = 120) -> None:
+    """Set the course's nbgrader configuration on the config object ``c``."""
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, LimitOutput, SaveAutoGrades)
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = "gencourse"
+    c.CourseDirectory.source_directory = "solutions"
+    c.CourseDirectory.release_directory = "assignments"
+    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
+    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+    c.OverwriteCells.add_missing_cells = True  # deleted test cells come back from the source
+    c.GencourseExecute.timeout = timeout  # seconds per cell; a cell past it is interrupted
+    c.GencourseExecute.interrupt_on_timeout = True
+    c.GencourseExecute.startup_timeout = 120
+    c.Autograde.autograde_preprocessors = [
+        GencourseExecute, StderrToStdout, VerifyChecks, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    c.Validator.validate_all = True

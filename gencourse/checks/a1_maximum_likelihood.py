@@ -1,0 +1,100 @@
+"""Hidden checks of assignment 1 (maximum likelihood, KL divergences, Gaussian mixtures)."""
+import torch
+
+from ..grading import Case, Check
+
+F64 = torch.float64
+
+
+def _probs(gen, *shape, zeros=False):
+    p = torch.softmax(2 * torch.randn(*shape, generator=gen, dtype=F64), -1)
+    if zeros:  # a few exact zeros, where 0 log 0 = 0 must hold
+        p = p * (torch.rand(*shape, generator=gen, dtype=F64) > 0.3)
+        p[..., 0] += 1e-3
+        p = p / p.sum(-1, keepdim=True)
+    return p
+
+
+def _entropy_cases(gen):
+    return [Case((_probs(gen, 6),), label="one distribution"),
+            Case((_probs(gen, 4, 5, zeros=True),), label="a batch with zero probabilities"),
+            Case((torch.tensor([1.0, 0.0, 0.0], dtype=F64),), label="a point mass")]
+
+
+def _kl_cases(gen):
+    return [Case((_probs(gen, 6), _probs(gen, 6)), label="two distributions"),
+            Case((_probs(gen, 3, 5, zeros=True), _probs(gen, 3, 5)), label="p with zeros"),
+            Case((_probs(gen, 5),) * 2, label="p equal to q")]
+
+
+def _gaussian_cases(gen):
+    return [Case((torch.randn(5, generator=gen, dtype=F64) * 2 + 1,), label="5 scalars"),
+            Case((torch.randn(7, 3, generator=gen, dtype=F64) * 3 - 2,), label="7 points in 3-D"),
+            Case((torch.randn(400, 2, generator=gen, dtype=torch.float32),), label="400 float32 points")]
+
+
+def _poisson_cases(gen):
+    return [Case((torch.poisson(torch.full((9,), 3.5, dtype=F64), generator=gen),), label="9 counts"),
+            Case((torch.poisson(torch.rand(12, 4, generator=gen, dtype=F64) * 8, generator=gen),), label="12 x 4 counts")]
+
+
+_GRID = torch.linspace(-10, 10, 801, dtype=F64)
+
+
+def _mixture(w, m, s):
+    from ..mle import mixture_1d_log_pdf
+    return mixture_1d_log_pdf(_GRID, w, m, s)
+
+
+def _kl_grid_cases(gen):
+    from ..mle import normal_log_pdf
+    lp = _mixture([0.7, 0.3], [-2.0, 3.0], [0.8, 1.2])
+    lq = normal_log_pdf(_GRID, 0.5, 2.0)
+    mus = torch.linspace(-3, 3, 4, dtype=F64)[:, None]
+    return [Case((lp, lq, _GRID), label="a bimodal p and a Gaussian q"),
+            Case((lq, lp, _GRID), label="roles swapped"),
+            Case((lp, normal_log_pdf(_GRID, mus, 1.5), _GRID), label="p against a batch of 4 Gaussians (4, G)")]
+
+
+def _fit_cases(gen):
+    mus, sigmas = torch.linspace(-4, 4, 81, dtype=F64), torch.linspace(0.2, 4, 39, dtype=F64)
+    lp = _mixture([0.6, 0.4], [-2.5, 2.0], [0.6, 0.9])
+    lp2 = _mixture([0.3, 0.7], [-1.0, 2.5], [0.5, 0.5])
+    return [Case((lp, _GRID, d, mus, sigmas), label=f"{d} KL") for d in ("forward", "reverse")] + \
+           [Case((lp2, _GRID, "reverse", mus, sigmas), label="reverse KL, heavier right mode")]
+
+
+def _gmm_params(gen, k, d):
+    w = torch.softmax(torch.randn(k, generator=gen, dtype=F64), 0)
+    m = torch.randn(k, d, generator=gen, dtype=F64) * 2
+    a = torch.randn(k, d, d, generator=gen, dtype=F64)
+    c = a @ a.transpose(1, 2) + 0.5 * torch.eye(d, dtype=F64)
+    return w, m, c
+
+
+def _gmm_cases(gen):
+    x1 = torch.randn(20, 2, generator=gen, dtype=F64) * 2
+    x2 = torch.randn(15, 3, generator=gen, dtype=F64) * 2
+    return [Case((x1, *_gmm_params(gen, 3, 2)), label="20 points, 3 components in 2-D"),
+            Case((x2, *_gmm_params(gen, 2, 3)), label="15 points, 2 components in 3-D"),
+            Case((x1 * 30, *_gmm_params(gen, 2, 2)), label="far-away points (needs logsumexp)")]
+
+
+def _em_cases(gen):
+    x1 = torch.cat([torch.randn(30, 2, generator=gen, dtype=F64), torch.randn(20, 2, generator=gen, dtype=F64) + 3])
+    x2 = torch.randn(40, 3, generator=gen, dtype=F64)
+    return [Case((x1, *_gmm_params(gen, 2, 2)), label="50 points, 2 components in 2-D"),
+            Case((x2, *_gmm_params(gen, 3, 3)), label="40 points, 3 components in 3-D")]
+
+
+CHECKS = [
+    Check("a1.entropy", "mle:entropy", _entropy_cases, what="entropy", atol=1e-8, rtol=1e-6),
+    Check("a1.kl_divergence", "mle:kl_divergence", _kl_cases, what="kl_divergence", atol=1e-8, rtol=1e-6),
+    Check("a1.gaussian_mle", "mle:gaussian_mle", _gaussian_cases, what="gaussian_mle"),
+    Check("a1.poisson_mle", "mle:poisson_mle", _poisson_cases, what="poisson_mle"),
+    Check("a1.forward_kl", "mle:forward_kl", _kl_grid_cases, what="forward_kl", atol=1e-6),
+    Check("a1.reverse_kl", "mle:reverse_kl", _kl_grid_cases, what="reverse_kl", atol=1e-6),
+    Check("a1.fit_gaussian_kl", "mle:fit_gaussian_kl", _fit_cases, what="fit_gaussian_kl", atol=1e-9),
+    Check("a1.gmm_log_prob", "mle:gmm_log_prob", _gmm_cases, what="gmm_log_prob", atol=1e-6),
+    Check("a1.em_step", "mle:em_step", _em_cases, what="em_step", atol=1e-6),
+]

@@ -1,0 +1,99 @@
+"""The ``gencourse`` command: ``demo``, ``release``, ``check``, ``autograde``.
+
+Run ``gencourse <command> --help`` for each command's options.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _demo(args) -> int:
+    from .course import demo
+
+    demo(keep=args.keep, timeout=args.timeout, root=args.course)
+    return 0
+
+
+def _release(args) -> int:
+    from .course import find_course_root, release, release_differences
+
+    root = args.course or find_course_root()
+    if args.check:
+        stale = release_differences(root)
+        for line in stale:
+            print("STALE:", line)
+        print("release is in sync with solutions/" if not stale else
+              "run `gencourse release` and commit assignments/")
+        return 1 if stale else 0
+    for path in release(root, args.assignments or None):
+        print("wrote", path.relative_to(root))
+    return 0
+
+
+def _check(args) -> int:
+    from .selfcheck import self_check
+
+    return self_check(Path(args.notebook), timeout=args.timeout)
+
+
+def _autograde(args) -> int:
+    from .course import find_course_root, nbgrader
+
+    root = args.course or find_course_root()
+    extra = ["--force"] if args.force else []
+    if args.student:
+        extra += ["--student", args.student]
+    proc = nbgrader(root, "autograde", args.assignment, *extra, timeout=args.timeout, check=False)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="gencourse", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the instructor pipeline on a simulated class and print the grades")
+    d.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it, instead of a temporary one")
+    d.add_argument("--timeout", type=int, default=20, help="per-cell timeout in seconds (default 20)")
+    d.add_argument("--course", type=Path, help="course folder (default: found from here)")
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("release", help="regenerate assignments/ from solutions/ (nbgrader generate_assignment)")
+    r.add_argument("assignments", nargs="*", help="assignment names (default: all)")
+    r.add_argument("--check", action="store_true", help="only report whether assignments/ is up to date")
+    r.add_argument("--course", type=Path)
+    r.set_defaults(func=_release)
+
+    c = sub.add_parser("check", help="run the visible tests of your notebook and summarise them per part")
+    c.add_argument("notebook")
+    c.add_argument("--timeout", type=int, default=120, help="per-cell timeout in seconds")
+    c.set_defaults(func=_check)
+
+    a = sub.add_parser("autograde", help="nbgrader autograde with the course's settings")
+    a.add_argument("assignment")
+    a.add_argument("--student", help="only this student")
+    a.add_argument("--force", action="store_true", help="grade again submissions already graded")
+    a.add_argument("--timeout", type=int, default=120, help="per-cell timeout in seconds")
+    a.add_argument("--course", type=Path)
+    a.set_defaults(func=_autograde)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a clear one-line error instead of a traceback
+        from .course import CourseError
+
+        if isinstance(e, (CourseError, FileNotFoundError, ValueError)):
+            print(f"gencourse {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
