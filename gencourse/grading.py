@@ -217,7 +217,7 @@ def compare_outputs(expected: Sequence[np.ndarray], got: Sequence[np.ndarray], r
         same_inf = np.isinf(e) & (e == g)
         with np.errstate(invalid="ignore", over="ignore"):
             err = np.abs(g - e)
-            bad = ~(both_nan | same_inf) & ~(err <= atol + rtol * np.abs(e))
+            bad = ~(both_nan | same_inf | (np.isfinite(e) & (err <= atol + rtol * np.abs(e))))
         if bad.any():
             err = np.where(bad, np.nan_to_num(err, nan=np.inf), 0.0)
             idx = np.unravel_index(int(np.argmax(err)), e.shape) if e.ndim else ()
