@@ -33,13 +33,15 @@ from . import grading
 
 CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([\w.\-]+)["']""")
 SEED_LINES = ("import random as _r, numpy as _np, torch as _t; _r.seed({seed}); _np.random.seed({seed}); "
-              "_t.manual_seed({seed}); del _r, _np, _t")
+              "_t.manual_seed({seed}); _t.set_num_threads({threads}); del _r, _np, _t")
 
 
 class GencourseExecute(Execute):
     """nbgrader's Execute with seeding, a fixed hash seed and recorded check outputs."""
 
     seed = Integer(0, help="Seed of Python's, NumPy's and torch's generators before the first cell.").tag(config=True)
+    torch_threads = Integer(1, help="torch threads per submission: one makes sums reproducible and lets "
+                                    "several submissions be graded side by side").tag(config=True)
 
     def preprocess(self, nb, resources):
         evidence = Path(tempfile.mkdtemp(prefix="gencourse-evidence-"))
@@ -47,7 +49,7 @@ class GencourseExecute(Execute):
         self._evidence = evidence
         self.extra_arguments = list(self.extra_arguments) + [
             "--HistoryManager.hist_file=:memory:",
-            f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed)}",
+            f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed, threads=self.torch_threads)}",
         ]
         saved = {k: os.environ.get(k) for k in (grading.EVIDENCE_ENV, "PYTHONHASHSEED", "GENCOURSE_GRADING")}
         os.environ.update({grading.EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0", "GENCOURSE_GRADING": "1"})

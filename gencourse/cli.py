@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     d = sub.add_parser("demo", help="run the instructor pipeline on a simulated class and print the grades")
     d.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it, instead of a temporary one")
-    d.add_argument("--timeout", type=int, default=20, help="per-cell timeout in seconds (default 20)")
+    d.add_argument("--timeout", type=int, default=15, help="per-cell timeout in seconds (default 15)")
     d.add_argument("--course", type=Path, help="course folder (default: found from here)")
     d.set_defaults(func=_demo)
 

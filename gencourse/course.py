@@ -189,7 +189,7 @@ def score_table(rows: list, notes: Optional[dict] = None) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in lines])
 
 
-def demo(keep: Optional[Path] = None, timeout: int = 20, root: Optional[Path] = None, out=print) -> list:
+def demo(keep: Optional[Path] = None, timeout: int = 15, root: Optional[Path] = None, out=print) -> list:
     """Run the whole instructor pipeline on a simulated class and print the grade table.
 
     Works in a temporary course directory (or ``keep``), leaving nothing in the repository.
