@@ -68,6 +68,42 @@ def autograde_rows(quick: bool = False) -> list:
     return rows
 
 
+def throughput_rows(quick: bool = False, n: int = 50) -> list:
+    """Grade ``n`` mixed submissions per assignment with --jobs 1 and --jobs 2 (fresh each time)."""
+    import shutil
+
+    from gencourse import batch, course, simulate
+
+    n = 6 if quick else n
+    rows = []
+    for assignment in course.assignments(ROOT):
+        kinds = [("complete", ()), ("untouched", ()), ("alternative", ())]
+        kinds += [("mutation", (m,)) for m in simulate.MUTATIONS.get(assignment, {})]
+        with tempfile.TemporaryDirectory(prefix="gencourse-throughput-") as tmp:
+            crs = course.new_course(Path(tmp), ROOT, [assignment])
+            course.generate(crs, assignment)
+            for i in range(n):
+                kind, muts = kinds[i % len(kinds)]
+                st = simulate.Student(f"s{i:03d}", kind, "", muts)
+                course.submit(crs, assignment, st.name, course.simulated_notebooks(crs, assignment, st))
+            per_minute = {}
+            for jobs in (1, 2):
+                for d in ("autograded", "feedback"):
+                    shutil.rmtree(crs / d, ignore_errors=True)
+                t = time.perf_counter()
+                out = batch.grade_class(crs, assignment, jobs=jobs, force=True, timeout=30, progress=False)
+                dt = time.perf_counter() - t
+                failed = sum(o.status != "graded" for o in out)
+                per_minute[jobs] = n / dt * 60
+                rows.append(dict(benchmark="autograde throughput", case=f"{assignment}, {n} submissions, --jobs {jobs}",
+                                 value=round(per_minute[jobs], 1), unit="submissions/min",
+                                 note=f"{dt:.0f} s, {failed} failed; mix of {len(kinds)} kinds incl. buggy and hostile"))
+            rows.append(dict(benchmark="autograde throughput", case=f"{assignment}, speed-up --jobs 2 vs 1",
+                             value=round(per_minute[2] / per_minute[1], 2), unit="x",
+                             note=f"300 students: {300 / per_minute[2]:.0f} min with --jobs 2 on this machine"))
+    return rows
+
+
 def module_rows(quick: bool = False, only=None) -> list:
     rows = []
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
@@ -92,7 +128,8 @@ def table(rows: list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny budgets")
-    p.add_argument("--only", default="", help="comma-separated: notebooks, autograde, or a bench_<name> module name")
+    p.add_argument("--only", default="", help="comma-separated: notebooks, autograde, throughput, or a bench_<name> module name")
+    p.add_argument("--submissions", type=int, default=50, help="submissions per assignment in the throughput run")
     args = p.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
     rows = []
@@ -100,7 +137,11 @@ def main(argv=None) -> int:
         rows += notebook_rows(args.quick)
     if not only or "autograde" in only:
         rows += autograde_rows(args.quick)
-    rows += module_rows(args.quick, only - {"notebooks", "autograde"} or None) if (not only or only - {"notebooks", "autograde"}) else []
+    if not only or "throughput" in only:
+        rows += throughput_rows(args.quick, args.submissions)
+    own = {"notebooks", "autograde", "throughput"}
+    if not only or only - own:
+        rows += module_rows(args.quick, only - own or None)
     print(table(rows))
     return 0
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer, Unicode
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Integer, Unicode
 
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader import utils as nbutils
@@ -36,6 +37,18 @@ SEED_LINES = ("import random as _r, numpy as _np, torch as _t; _r.seed({seed}); 
               "_t.manual_seed({seed}); _t.set_num_threads({threads}); del _r, _np, _t")
 
 
+class SandboxedKernelManager(AsyncKernelManager):
+    """Starts the kernel through :mod:`gencourse.sandbox` (course files hidden, course read-only)."""
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        from . import sandbox
+
+        return sandbox.wrap(super().format_kernel_cmd(extra_arguments))
+
+
+_SANDBOX_OK = None
+
+
 class GencourseExecute(Execute):
     """nbgrader's Execute with seeding, a fixed hash seed and recorded check outputs."""
 
@@ -43,16 +56,38 @@ class GencourseExecute(Execute):
     torch_threads = Integer(1, help="torch threads per submission: one makes sums reproducible and lets "
                                     "several submissions be graded side by side").tag(config=True)
 
+    sandbox = Bool(True, help="Run each kernel in gencourse.sandbox (Linux user namespaces) when the "
+                              "system allows it").tag(config=True)
+
+    def _sandbox_env(self, resources) -> dict:
+        global _SANDBOX_OK
+        from . import sandbox
+
+        own = Path(resources.get("metadata", {}).get("path") or ".").resolve()
+        if not self.sandbox or len(own.parents) < 3 or own.parents[1].name != "autograded":
+            return {}
+        if _SANDBOX_OK is None:
+            _SANDBOX_OK = sandbox.available()
+            if not _SANDBOX_OK:
+                self.log.warning("user namespaces are not available: grading without the sandbox")
+        if not _SANDBOX_OK:
+            return {}
+        self.kernel_manager_class = SandboxedKernelManager
+        return {sandbox.COURSE_ENV: str(own.parents[2]), sandbox.OWN_ENV: str(own)}
+
     def preprocess(self, nb, resources):
         evidence = Path(tempfile.mkdtemp(prefix="gencourse-evidence-"))
         resources["gencourse_evidence"] = str(evidence)
         self._evidence = evidence
+        self._dead = set()
         self.extra_arguments = list(self.extra_arguments) + [
             "--HistoryManager.hist_file=:memory:",
             f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed, threads=self.torch_threads)}",
         ]
-        saved = {k: os.environ.get(k) for k in (grading.EVIDENCE_ENV, "PYTHONHASHSEED", "GENCOURSE_GRADING")}
-        os.environ.update({grading.EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0", "GENCOURSE_GRADING": "1"})
+        env = {grading.EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0", "GENCOURSE_GRADING": "1",
+               **self._sandbox_env(resources)}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             return super().preprocess(nb, resources)
         finally:
@@ -61,6 +96,59 @@ class GencourseExecute(Execute):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+    max_output_chars = Integer(200_000, help="Characters of printed output kept per cell; the rest is "
+                                             "dropped while the cell runs, with a note").tag(config=True)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        """Execute one cell; when the kernel dies in it, say so in the cell, start a new kernel,
+        replay the cells before it, and go on, so that the rest of the notebook is still graded."""
+        from nbclient.exceptions import DeadKernelError
+
+        self._chars = 0
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self.log.warning("kernel died in cell %s; restarting it and replaying the cells before", cell_index)
+            cell.outputs.append(NotebookNode(
+                output_type="error", ename="KernelDied",
+                evalue="the kernel died while running this cell (os._exit, a crash, or out of memory)",
+                traceback=["KernelDied: the kernel died while running this cell (os._exit, a crash, or out of "
+                           "memory); the notebook went on in a new kernel"]))
+            self._dead = getattr(self, "_dead", set()) | {cell_index}
+            await self._restart_and_replay(cell_index)
+            return cell
+
+    async def _restart_and_replay(self, upto: int) -> None:
+        import copy
+
+        from nbclient.util import ensure_async
+
+        await ensure_async(self.km.restart_kernel(now=True))
+        await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+        for i, c in enumerate(self.nb.cells[:upto]):
+            if c.cell_type == "code" and i not in self._dead:
+                try:
+                    await super().async_execute_cell(copy.deepcopy(c), i, store_history=False)
+                except Exception:  # a replayed cell that fails again only loses its own state
+                    self._dead.add(i)
+
+    from nbclient.util import run_sync as _run_sync
+    execute_cell = _run_sync(async_execute_cell)  # nbclient binds the sync wrapper to its own method
+    del _run_sync
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep at most ``max_output_chars`` of printed text per cell (a print loop cannot exhaust memory)."""
+        content = msg.get("content", {})
+        if msg.get("msg_type") == "stream":
+            n = len(content.get("text", ""))
+            self._chars = getattr(self, "_chars", 0) + n
+            if self._chars > self.max_output_chars:
+                if self._chars - n <= self.max_output_chars:
+                    outs.append(NotebookNode(output_type="stream", name="stdout",
+                                             text=f"\n[output truncated by the grader after {self.max_output_chars} characters]\n"))
+                return None
+        return super().output(outs, msg, display_id, cell_index)
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)

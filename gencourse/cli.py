@@ -39,16 +39,18 @@ def _check(args) -> int:
 
 
 def _autograde(args) -> int:
-    from .course import find_course_root, nbgrader
+    import time
+
+    from .batch import grade_class, summary
+    from .course import find_course_root
 
     root = args.course or find_course_root()
-    extra = ["--force"] if args.force else []
-    if args.student:
-        extra += ["--student", args.student]
-    proc = nbgrader(root, "autograde", args.assignment, *extra, timeout=args.timeout, check=False)
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
-    return proc.returncode
+    t = time.perf_counter()
+    outcomes = grade_class(root, args.assignment, jobs=args.jobs, force=args.force, students=args.student or None,
+                           timeout=args.timeout, memory_mb=args.memory_mb, db_url=args.db)
+    print(summary(outcomes, time.perf_counter() - t))
+    print(f"integrity report: {Path(root) / 'reports' / f'integrity_{args.assignment}.md'}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def main(argv=None) -> int:
@@ -72,11 +74,14 @@ def main(argv=None) -> int:
     c.add_argument("--timeout", type=int, default=120, help="per-cell timeout in seconds")
     c.set_defaults(func=_check)
 
-    a = sub.add_parser("autograde", help="nbgrader autograde with the course's settings")
+    a = sub.add_parser("autograde", help="grade every submission of an assignment, N at a time")
     a.add_argument("assignment")
-    a.add_argument("--student", help="only this student")
+    a.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default 1)")
+    a.add_argument("--student", action="append", help="only this student (repeatable)")
     a.add_argument("--force", action="store_true", help="grade again submissions already graded")
     a.add_argument("--timeout", type=int, default=120, help="per-cell timeout in seconds")
+    a.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per submission (MB)")
+    a.add_argument("--db", help="gradebook URL, e.g. postgresql://user@host/course (default: the course's SQLite)")
     a.add_argument("--course", type=Path)
     a.set_defaults(func=_autograde)
 

@@ -231,7 +231,7 @@ def demo(keep: Optional[Path] = None, timeout: int = 15, root: Optional[Path] = 
             out(f"\nScores for {assignment} ('?' = a written answer awaiting manual grading), "
                 f"{time.perf_counter() - t0:.0f} s in all:\n")
             out(score_table(rows, {s.name: s.note for s in students}))
-            out(f"\nExported totals (grades.csv): " + ", ".join(f"{k}={float(v['score']):g}" for k, v in sorted(exported.items())))
+            out("\nExported totals (grades.csv): " + ", ".join(f"{k}={float(v['score']):g}" for k, v in sorted(exported.items())))
             fb = sorted((course / "feedback").rglob("*.html"))
             out(f"Feedback files: {len(fb)} (e.g. {fb[0].relative_to(course)})" if fb else "Feedback files: none")
     finally:

@@ -63,7 +63,9 @@ def self_check(path: Path, timeout: int = 120) -> int:
     width = max((len(r[0]) for r in results), default=10)
     for gid, points, status, message in results:
         print(f"  {gid.ljust(width)}  {points:>3g} pt  {status}" + (f"\n      {message}" if message else ""))
-    failed = [r for r in results if r[2] in (FAILED, NOT_ATTEMPTED)]
-    print(f"\n{len(results) - len(failed)} of {len(results)} parts pass their visible tests"
-          + ("" if not failed else "; fix the ones above before submitting."))
+    auto = [r for r in results if r[2] != MANUAL]
+    failed = [r for r in auto if r[2] in (FAILED, NOT_ATTEMPTED)]
+    print(f"\n{len(auto) - len(failed)} of {len(auto)} autograded parts pass their visible tests"
+          + ("" if not failed else "; fix the ones above before submitting.")
+          + (f" {len(results) - len(auto)} written answer(s) will be graded by hand." if len(results) > len(auto) else ""))
     return 1 if failed else 0

@@ -1,0 +1,157 @@
+r"""Hidden checks of assignment 3 (variational autoencoders).
+
+The student-facing functions keep the signatures of the assignment, which differ from
+``gencourse.vae`` in two places: the ELBO takes decoder logits (the Bernoulli reconstruction term
+is part of the item), and the linear-Gaussian pieces take ``(W, b, sigma)`` instead of a model
+object. The thin adapters below express those signatures with the reference code of
+:mod:`gencourse.vae`; they are imported relatively, so the sealed copy stays sealed.
+"""
+import torch
+
+from ..grading import Case, Check, fill_parameters
+from ..vae import VAE, LinearGaussianModel, bernoulli_log_prob, elbo
+
+F64 = torch.float64
+
+__all__ = ["CHECKS", "bernoulli_elbo", "linear_gaussian_posterior", "linear_gaussian_elbo", "AssignmentVAE"]
+
+
+# --------------------------------------------------------------------------------------------
+# Adapters: the assignment's signatures on top of gencourse.vae
+# --------------------------------------------------------------------------------------------
+def bernoulli_elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    r"""ELBO(x) = \frac{1}{S} \sum_s \log p(x | z_s) - KL(q || N(0, I)); ``logits (S, B, D)`` -> ``(B,)``."""
+    return elbo(bernoulli_log_prob(x, logits), mu, log_var)
+
+
+def linear_gaussian_posterior(x, W, b, sigma):
+    r"""Exact p(z | x) of p(z) = N(0, I), p(x | z) = N(W z + b, \sigma^2 I): ``(mean (B, H), cov (H, H))``."""
+    return LinearGaussianModel(W, b, sigma).posterior(x)
+
+
+def linear_gaussian_elbo(x, W, b, sigma, q_mean, q_cov):
+    r"""ELBO(q) in closed form for q = N(q_mean, q_cov), ``(B,)``."""
+    return LinearGaussianModel(W, b, sigma).elbo(x, q_mean, q_cov)
+
+
+class AssignmentVAE(VAE):
+    """The assignment's VAE: one hidden layer of width ``hidden``, Bernoulli decoder."""
+
+    def __init__(self, data_dim: int = 64, latent_dim: int = 8, hidden: int = 128):
+        super().__init__(data_dim, latent_dim, (hidden,), decoder="bernoulli")
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+def _posterior_params(gen, *shape, dtype=F64):
+    mu = torch.randn(*shape, generator=gen, dtype=dtype) * 1.5
+    log_var = torch.randn(*shape, generator=gen, dtype=dtype) * 1.5  # variances from about 0.01 to 100
+    return mu, log_var
+
+
+def _reparam_cases(gen):
+    mu, lv = _posterior_params(gen, 6, 3)
+    mu2, lv2 = _posterior_params(gen, 4, 5)
+    mu3, lv3 = _posterior_params(gen, 8, 2, dtype=torch.float32)
+    return [Case((mu, lv, torch.randn(6, 3, generator=gen, dtype=F64)), label="one sample per example (B, H)"),
+            Case((mu2, lv2, torch.randn(7, 4, 5, generator=gen, dtype=F64)), label="7 samples per example (S, B, H)"),
+            Case((mu3, lv3, torch.randn(8, 2, generator=gen, dtype=torch.float32)), label="float32")]
+
+
+def _kl_cases(gen):
+    mu, lv = _posterior_params(gen, 5, 4)
+    mu2, lv2 = _posterior_params(gen, 3, 6, 2)
+    zero = torch.zeros(3, 4, dtype=F64)
+    return [Case((mu, lv), label="a batch of 5 posteriors in 4-D"),
+            Case((mu2, lv2), label="extra batch dimensions (3, 6, 2)"),
+            Case((zero, zero), label="q equal to the prior (KL = 0)"),
+            Case((mu[:, :1], torch.full((5, 1), -6.0, dtype=F64)), label="narrow posteriors, log_var = -6")]
+
+
+def _binary(gen, *shape, dtype=F64):
+    return (torch.rand(*shape, generator=gen, dtype=dtype) > 0.5).to(dtype)
+
+
+def _elbo_cases(gen):
+    b, d, h = 4, 10, 3
+    x = _binary(gen, b, d)
+    mu, lv = _posterior_params(gen, b, h)
+    x2 = _binary(gen, 3, 64, dtype=torch.float32)
+    mu2, lv2 = _posterior_params(gen, 3, 2, dtype=torch.float32)
+    return [Case((x, torch.randn(1, b, d, generator=gen, dtype=F64) * 3, mu, lv), label="S = 1 sample"),
+            Case((x, torch.randn(5, b, d, generator=gen, dtype=F64) * 3, mu, lv), label="S = 5 samples"),
+            Case((x2, torch.randn(2, 3, 64, generator=gen) * 60, mu2, lv2),
+                 label="float32 logits as large as +-200 (log sigmoid must be computed stably)")]
+
+
+def _linear_gaussian(gen, d, h, sigma, b):
+    W = torch.randn(d, h, generator=gen, dtype=F64)
+    bias = torch.randn(d, generator=gen, dtype=F64) * 2
+    x = torch.randn(b, d, generator=gen, dtype=F64) * 2 + bias
+    return x, W, bias, sigma
+
+
+def _lg_posterior_cases(gen):
+    return [Case(_linear_gaussian(gen, 5, 2, 0.5, 4), label="D = 5, H = 2, sigma = 0.5"),
+            Case(_linear_gaussian(gen, 3, 3, 2.0, 6), label="D = 3, H = 3, sigma = 2"),
+            Case(_linear_gaussian(gen, 8, 1, 1.0, 1), label="D = 8, H = 1, one example")]
+
+
+def _spd(gen, *batch, h):
+    a = torch.randn(*batch, h, h, generator=gen, dtype=F64) * 0.5
+    return a @ a.transpose(-1, -2) + 0.1 * torch.eye(h, dtype=F64)
+
+
+def _lg_elbo_cases(gen):
+    x, W, bias, sigma = _linear_gaussian(gen, 5, 2, 0.7, 4)
+    m = torch.randn(4, 2, generator=gen, dtype=F64)
+    x2, W2, bias2, sigma2 = _linear_gaussian(gen, 4, 3, 1.5, 3)
+    m2 = torch.randn(3, 3, generator=gen, dtype=F64)
+    post_mean, post_cov = linear_gaussian_posterior(x, W, bias, sigma)
+    return [Case((x, W, bias, sigma, m, _spd(gen, 4, h=2)), label="a full covariance per example (B, H, H)"),
+            Case((x2, W2, bias2, sigma2, m2, _spd(gen, h=3)), label="one shared covariance (H, H)"),
+            Case((x, W, bias, sigma, post_mean.detach(), post_cov.detach()), label="q = the exact posterior")]
+
+
+def _iwae_cases(gen):
+    def terms(k, b, scale, shift=0.0):  # shift moves log p(x | z), and so the log-weights
+        log_px_z, log_pz, log_qz = (torch.randn(k, b, generator=gen, dtype=F64) * scale for _ in range(3))
+        return log_px_z + shift, log_pz, log_qz
+    return [Case(terms(10, 4, 2.0), label="K = 10 samples"),
+            Case(terms(1, 3, 2.0), label="K = 1 sample (the bound is a one-sample ELBO)"),
+            Case(terms(50, 2, 5.0, shift=-1200.0), label="K = 50, log-weights near -1200 (needs logsumexp)")]
+
+
+def _vae_cases(gen):
+    x = _binary(gen, 5, 10, dtype=torch.float32)
+    x2 = _binary(gen, 3, 64, dtype=torch.float32)
+    return [Case((x, torch.randn(5, 3, generator=gen)), dict(data_dim=10, latent_dim=3, hidden=7),
+                 label="D = 10, H = 3, hidden 7, z (B, H)"),
+            Case((x2, torch.randn(4, 3, 8, generator=gen)), dict(data_dim=64, latent_dim=8, hidden=32),
+                 label="D = 64, H = 8, hidden 32, z (S, B, H) with S = 4")]
+
+
+def _call_vae(cls, case):
+    x, z = case.args
+    model = fill_parameters(cls(**case.kwargs), seed=3, scale=0.4).to(x.device)
+    with torch.no_grad():
+        mu, log_var = model.encode(x)
+        logits = model.decode(z)
+    return mu, log_var, logits
+
+
+CHECKS = [
+    Check("a3.reparameterize", "vae:reparameterize", _reparam_cases, what="reparameterize",
+          rtol=1e-6, atol=1e-8),
+    Check("a3.kl_standard_normal", "vae:kl_diag_gaussian_standard_normal", _kl_cases,
+          what="kl_standard_normal", rtol=1e-6, atol=1e-8),
+    Check("a3.elbo", "checks.a3_vae:bernoulli_elbo", _elbo_cases, what="elbo", rtol=1e-5, atol=1e-6),
+    Check("a3.linear_gaussian_posterior", "checks.a3_vae:linear_gaussian_posterior", _lg_posterior_cases,
+          what="linear_gaussian_posterior", rtol=1e-6, atol=1e-8),
+    Check("a3.linear_gaussian_elbo", "checks.a3_vae:linear_gaussian_elbo", _lg_elbo_cases,
+          what="linear_gaussian_elbo", rtol=1e-6, atol=1e-7),
+    Check("a3.iwae_bound", "vae:iwae_bound", _iwae_cases, what="iwae_bound", rtol=1e-7, atol=1e-7),
+    Check("a3.vae", "checks.a3_vae:AssignmentVAE", _vae_cases, call=_call_vae,
+          what="VAE (encode and decode)", rtol=1e-4, atol=1e-5),
+]
