@@ -68,7 +68,7 @@ def autograde_rows(quick: bool = False) -> list:
     return rows
 
 
-def throughput_rows(quick: bool = False, n: int = 50) -> list:
+def throughput_rows(quick: bool = False, n: int = 50, only_assignments=None) -> list:
     """Grade ``n`` mixed submissions per assignment with --jobs 1 and --jobs 2 (fresh each time)."""
     import shutil
 
@@ -77,6 +77,8 @@ def throughput_rows(quick: bool = False, n: int = 50) -> list:
     n = 6 if quick else n
     rows = []
     for assignment in course.assignments(ROOT):
+        if only_assignments and assignment not in only_assignments:
+            continue
         kinds = [("complete", ()), ("untouched", ()), ("alternative", ())]
         kinds += [("mutation", (m,)) for m in simulate.MUTATIONS.get(assignment, {})]
         with tempfile.TemporaryDirectory(prefix="gencourse-throughput-") as tmp:
@@ -130,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny budgets")
     p.add_argument("--only", default="", help="comma-separated: notebooks, autograde, throughput, or a bench_<name> module name")
     p.add_argument("--submissions", type=int, default=50, help="submissions per assignment in the throughput run")
+    p.add_argument("--assignments", default="", help="comma-separated assignments for the throughput run (default all)")
     args = p.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
     rows = []
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
     if not only or "autograde" in only:
         rows += autograde_rows(args.quick)
     if not only or "throughput" in only:
-        rows += throughput_rows(args.quick, args.submissions)
+        rows += throughput_rows(args.quick, args.submissions, set(filter(None, args.assignments.split(","))))
     own = {"notebooks", "autograde", "throughput"}
     if not only or only - own:
         rows += module_rows(args.quick, only - own or None)
