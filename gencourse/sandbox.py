@@ -64,6 +64,8 @@ def enter(course: Path, own: Path, cmd: list) -> None:
             _mount("-t", "tmpfs", "-o", "size=64k,mode=755", "tmpfs", str(course / name))  # ... its secrets hidden
     own.mkdir(parents=True, exist_ok=True)
     _mount("--bind", str(stage), str(own))  # ... and the submission's own folder writable again
+    subprocess.run(["umount", str(stage)], check=True, capture_output=True)
+    stage.rmdir()  # the staging point was only needed while the folder was out of sight
     for name in HIDDEN_FILES:
         if (course / name).is_file():
             _mount("--bind", "/dev/null", str(course / name))
