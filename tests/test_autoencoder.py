@@ -12,14 +12,6 @@ from gencourse.data import load_digits
 from gencourse.train import fit, seed_everything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread is much faster than two on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_principal_angles_vs_scipy():
     g = np.random.default_rng(0)

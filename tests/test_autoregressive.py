@@ -15,14 +15,6 @@ from gencourse.autoregressive import (
 from gencourse.train import fit, seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (shared CI cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def all_configs(n_dims, n_levels):
     return torch.tensor(list(itertools.product(range(n_levels), repeat=n_dims)))

@@ -16,14 +16,6 @@ from gencourse.pixelcnn import (
 from gencourse.train import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (shared CI cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 ALL_3x3 = torch.tensor(list(itertools.product([0, 1], repeat=9))).view(-1, 1, 3, 3)  # (512, 1, 3, 3)
 
