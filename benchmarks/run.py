@@ -34,10 +34,14 @@ def notebook_rows(quick: bool = False) -> list:
         nb = nbformat.read(path, as_version=4)
         os.environ.setdefault("MPLBACKEND", "Agg")
         t = time.perf_counter()
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        try:
+            NotebookClient(nb, timeout=900, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            note = "nbclient, fresh kernel"
+        except Exception as e:  # report it in the table, go on with the others
+            note = f"FAILED: {type(e).__name__}"
         rows.append(dict(benchmark="notebook execution", case=str(path.relative_to(ROOT)),
-                         value=round(time.perf_counter() - t, 1), unit="s", note="nbclient, fresh kernel"))
+                         value=round(time.perf_counter() - t, 1), unit="s", note=note))
     return rows
 
 
