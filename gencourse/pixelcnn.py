@@ -13,7 +13,9 @@ conditionals in ONE parallel pass; generation is still sequential, one pixel at 
   **blind spot** to the upper right (see :func:`receptive_field`).
 * :class:`GatedPixelCNN` (van den Oord et al., 2016b): a vertical stack (rows above) and a
   horizontal stack (the current row, to the left) that together see every earlier pixel, with
-  the gated activation :func:`gated_activation` and optional class conditioning.
+  the gated activation :func:`gated_activation`, optional class conditioning and optional
+  continuous conditioning on a vector ``context`` (``context_dim > 0``; e.g. the latent ``z`` of a
+  PixelVAE decoder, :class:`gencourse.vae.VAE` with ``decoder="pixelcnn"``).
 
 Both models: ``logits(x, y) -> (B, K, H, W)``, ``log_prob(x, y) -> (B,)`` in nats,
 ``loss(x, y)``, ``sample(n, y, seed, method="naive"|"fast")``. ``x`` holds integer levels
@@ -117,9 +119,14 @@ class _ImageAR(nn.Module):
     def logits(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def log_prob(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        r"""``log p(x | y) = sum_ij log softmax(logits)_{x_ij}``: ``(B,)`` nats."""
-        logits = self.logits(x, y)  # (B, K, H, W)
+    def _logits(self, x: torch.Tensor, y: Optional[torch.Tensor], context: Optional[torch.Tensor]):
+        return self.logits(x, y) if context is None else self.logits(x, y, context)
+
+    def log_prob(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+                 context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        r"""``log p(x | y) = sum_ij log softmax(logits)_{x_ij}``: ``(B,)`` nats (``context``: see
+        :class:`GatedPixelCNN`)."""
+        logits = self._logits(x, y, context)  # (B, K, H, W)
         idx = self._image(x).round().long()  # (B, 1, H, W)
         return torch.log_softmax(logits, dim=1).gather(1, idx).flatten(1).sum(-1)
 
@@ -133,7 +140,8 @@ class _ImageAR(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: Optional[int] = None,
-               generator: Optional[torch.Generator] = None, method: str = "fast") -> torch.Tensor:
+               generator: Optional[torch.Generator] = None, method: str = "fast",
+               context: Optional[torch.Tensor] = None) -> torch.Tensor:
         r"""``n`` images ``(n, 1, H, W)`` (int64 levels) drawn pixel by pixel in raster order.
 
         ``method="naive"`` runs the whole network on the whole image for each of the ``H W``
@@ -154,7 +162,8 @@ class _ImageAR(nn.Module):
         for i in range(H):
             for j in range(W):
                 xin = x if method == "naive" else x[:, :, : i + 1]  # rows 0..i suffice
-                logits = self.logits(xin, y)[:, :, i, j]  # (n, K)
+                out = self.logits(xin, y) if context is None else self.logits(xin, y, context)  # duck-typed models too
+                logits = out[:, :, i, j]  # (n, K)
                 x[:, 0, i, j] = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0].float()
         return x.long()
 
@@ -238,10 +247,12 @@ class GatedLayer(nn.Module):
 
     with :math:`\hat v = W^v * v` the vertical features before gating. ``v`` at row ``i`` only
     depends on rows ``< i``, so feeding it to the horizontal stack at the same position is causal.
+    With ``context_dim > 0`` a continuous vector ``c`` adds ``V' c`` next to ``V y`` (a bias
+    shared by all positions, so causality is untouched).
     """
 
     def __init__(self, channels: int, kernel_size: int = 3, num_classes: Optional[int] = None,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, context_dim: int = 0):
         super().__init__()
         c2 = 2 * channels
         self.dropout = nn.Dropout(dropout)
@@ -250,26 +261,34 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(c2, c2, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
         self.cond = None if num_classes is None else nn.Embedding(num_classes, 2 * c2)
+        self.context = nn.Linear(context_dim, 2 * c2) if context_dim > 0 else None  # V' c (+ bias)
 
-    def _bias(self, y: Optional[torch.Tensor]):
-        if self.cond is None:
-            return 0.0, 0.0
-        cv, ch = self.cond(y)[:, :, None, None].chunk(2, dim=1)  # (B, 2C, 1, 1) each
+    def _bias(self, y: Optional[torch.Tensor], context: Optional[torch.Tensor] = None):
+        cv, ch = 0.0, 0.0
+        if self.cond is not None:
+            cv, ch = self.cond(y)[:, :, None, None].chunk(2, dim=1)  # (B, 2C, 1, 1) each
+        if self.context is not None:
+            if context is None:
+                raise ValueError("this layer is context-conditional: pass context")
+            kv, kh = self.context(context)[:, :, None, None].chunk(2, dim=1)  # (B, 2C, 1, 1) each
+            cv, ch = cv + kv, ch + kh
         return cv, ch
 
-    def vertical(self, v: torch.Tensor, y: Optional[torch.Tensor] = None):
+    def vertical(self, v: torch.Tensor, y: Optional[torch.Tensor] = None, context: Optional[torch.Tensor] = None):
         """The vertical stack: ``(v_out, v_feat)``; ``v_feat`` (before the gate) feeds the horizontal stack."""
         v_feat = self.v_conv(v)  # (B, 2C, H, W)
-        return gated_activation(v_feat + self._bias(y)[0]), v_feat
+        return gated_activation(v_feat + self._bias(y, context)[0]), v_feat
 
-    def horizontal(self, h: torch.Tensor, v_feat: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def horizontal(self, h: torch.Tensor, v_feat: torch.Tensor, y: Optional[torch.Tensor] = None,
+                   context: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The horizontal stack, given the vertical features of the same rows."""
-        h_feat = self.h_conv(h) + self.v_to_h(v_feat) + self._bias(y)[1]  # (B, 2C, H, W)
+        h_feat = self.h_conv(h) + self.v_to_h(v_feat) + self._bias(y, context)[1]  # (B, 2C, H, W)
         return h + self.h_out(self.dropout(gated_activation(h_feat)))
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, y: Optional[torch.Tensor] = None):
-        v_out, v_feat = self.vertical(v, y)
-        return v_out, self.horizontal(h, v_feat, y)
+    def forward(self, v: torch.Tensor, h: torch.Tensor, y: Optional[torch.Tensor] = None,
+                context: Optional[torch.Tensor] = None):
+        v_out, v_feat = self.vertical(v, y, context)
+        return v_out, self.horizontal(h, v_feat, y, context)
 
 
 class GatedPixelCNN(_ImageAR):
@@ -287,31 +306,44 @@ class GatedPixelCNN(_ImageAR):
         first_kernel: kernel of the first (strictly causal) vertical and horizontal convolutions.
         dropout: dropout on the gated horizontal features before their 1x1 convolution (the
             digits training set has only 1000 images; 0 in the paper's setting).
+        context_dim: when > 0, :meth:`logits` takes ``context (B, context_dim)``, a real vector
+            (e.g. a VAE latent ``z``), and every gated layer adds a learned linear projection of it
+            as a bias, exactly like the class bias (conditional PixelCNN, van den Oord et al., 2016b).
     """
 
     def __init__(self, n_levels: int = 17, channels: int = 64, n_layers: int = 5, kernel_size: int = 3,
                  first_kernel: int = 5, num_classes: Optional[int] = None, image_shape: Sequence[int] = (8, 8),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, context_dim: int = 0):
         super().__init__(n_levels, image_shape, num_classes)
+        self.context_dim = context_dim
         self.v_first = StackConv2d(1, channels, first_kernel, "vertical", include_centre=False)
         self.h_first = StackConv2d(1, channels, first_kernel, "horizontal", include_centre=False)
-        self.layers = nn.ModuleList(GatedLayer(channels, kernel_size, num_classes, dropout)
+        self.layers = nn.ModuleList(GatedLayer(channels, kernel_size, num_classes, dropout, context_dim)
                                     for _ in range(n_layers))
         self.out = nn.Sequential(nn.ELU(), nn.Conv2d(channels, channels, 1), nn.ELU(),
                                  nn.Conv2d(channels, n_levels, 1))
 
-    def logits(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _check_context(self, context: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        if self.context_dim > 0 and context is None:
+            raise ValueError("this model is context-conditional: pass context (B, context_dim)")
+        return None if context is None else context.to(self.out[-1].weight.dtype)
+
+    def logits(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+               context: Optional[torch.Tensor] = None) -> torch.Tensor:
         self._check_y(y)
+        context = self._check_context(context)
         inp = self._inputs(x)  # (B, 1, H, W)
         v, h = self.v_first(inp), self.h_first(inp)  # (B, C, H, W) each
         for layer in self.layers:
-            v, h = layer(v, h, y)
+            v, h = layer(v, h, y, context)
         return self.out(h)  # (B, K, H, W)
 
     @torch.no_grad()
     def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: Optional[int] = None,
-               generator: Optional[torch.Generator] = None, method: str = "fast") -> torch.Tensor:
-        r"""``n`` images ``(n, 1, H, W)`` drawn pixel by pixel in raster order.
+               generator: Optional[torch.Generator] = None, method: str = "fast",
+               context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        r"""``n`` images ``(n, 1, H, W)`` drawn pixel by pixel in raster order (``context``:
+        ``(n, context_dim)``, one vector per image, when the model is context-conditional).
 
         ``method="naive"``: the whole network on the whole image for every pixel (as
         :class:`PixelCNN`). ``method="fast"`` uses the split into stacks: the vertical stack at
@@ -320,12 +352,13 @@ class GatedPixelCNN(_ImageAR):
         distribution, a fraction of the work.
         """
         if method == "naive":
-            return super().sample(n, y, seed, generator, method)
+            return super().sample(n, y, seed, generator, method, context)
         if method != "fast":
             raise ValueError("method must be 'naive' or 'fast'")
         if y is not None:
             y = torch.as_tensor(y, device=self.device).long().expand(n)
         self._check_y(y)
+        context = self._check_context(context)
         gen = generator
         if gen is None and seed is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -335,12 +368,12 @@ class GatedPixelCNN(_ImageAR):
             v = self.v_first(self._inputs(x[:, :, : i + 1]))  # rows 0..i; row i holds rows < i only
             v_rows = []
             for layer in self.layers:
-                v, v_feat = layer.vertical(v, y)
+                v, v_feat = layer.vertical(v, y, context)
                 v_rows.append(v_feat[:, :, i: i + 1])  # (n, 2C, 1, W): fixed while row i is drawn
             for j in range(W):
                 h = self.h_first(self._inputs(x[:, :, i: i + 1]))  # (n, C, 1, W)
                 for layer, v_feat in zip(self.layers, v_rows):
-                    h = layer.horizontal(h, v_feat, y)
+                    h = layer.horizontal(h, v_feat, y, context)
                 logits = self.out(h)[:, :, 0, j]  # (n, K)
                 x[:, 0, i, j] = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0].float()
         return x.long()

@@ -28,7 +28,9 @@ Contents:
     * :class:`LinearGaussianModel`: a model where every quantity of the ELBO derivation is exact;
     * :class:`MaskedLinear`, :class:`MADE`, :class:`IAFStep`, :class:`IAFPosterior`: an inverse
       autoregressive flow posterior (Kingma et al., 2016);
-    * :class:`VAE`: MLP encoder and a Bernoulli, categorical or Gaussian decoder.
+    * :class:`MADEDecoder`: an autoregressive p(x | z) (a MADE given z), :class:`VampPrior`;
+    * :class:`VAE`: MLP encoder and a Bernoulli, categorical, Gaussian or autoregressive (MADE or
+      Gated PixelCNN, the PixelVAE of Gulrajani et al., 2017) decoder.
 """
 from __future__ import annotations
 
@@ -39,19 +41,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autoregressive import MaskedLinear as _SettableMaskedLinear
+from .autoregressive import made_degrees, made_masks
+from .pixelcnn import GatedPixelCNN
+
 __all__ = [
     "LOG_2PI", "reparameterize", "sample_diag_gaussian", "kl_diag_gaussian_standard_normal",
     "gaussian_log_prob", "standard_normal_log_prob", "bernoulli_log_prob", "categorical_log_prob",
     "gaussian_mse_log_prob", "elbo", "elbo_from_samples", "iwae_bound",
     "score_function_grad", "reparam_grad", "kl_gaussians",
     "LinearGaussianModel", "MaskedLinear", "MADE", "IAFStep", "IAFPosterior", "VAE",
-    "DECODERS",
+    "MADEDecoder", "VampPrior", "DECODERS", "AUTOREGRESSIVE_DECODERS", "PRIORS",
 ]
 
 #: log(2 pi), the constant of every Gaussian log-density.
 LOG_2PI = math.log(2 * math.pi)
 #: Decoder families the :class:`VAE` supports.
-DECODERS = ("bernoulli", "categorical", "gaussian")
+DECODERS = ("bernoulli", "categorical", "gaussian", "made", "pixelcnn")
+#: Decoders whose p(x | z) is autoregressive: they read x, and sample one pixel at a time.
+AUTOREGRESSIVE_DECODERS = ("made", "pixelcnn")
+#: Priors p(z) the :class:`VAE` supports.
+PRIORS = ("standard", "vamp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,6 +500,122 @@ def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+# --------------------------------------------------------------------------------------------
+# An autoregressive decoder and a learned prior (VLAE / PixelVAE-style, VampPrior)
+# --------------------------------------------------------------------------------------------
+class MADEDecoder(nn.Module):
+    r"""Autoregressive p(x | z) = \prod_{d=1}^{D} Cat(x_d; softmax(\ell_d(x_{<d}, z))): a MADE given z.
+
+    A context c = g(z) (an unmasked MLP of the latent) enters three additive paths to the logits of
+    pixel d (raster order; VLAE of Chen et al., 2017, PixelVAE of Gulrajani et al., 2017, with a
+    MADE of Germain et al., 2015, in place of a PixelCNN):
+
+        h^{(1)} = act((M^{(1)} \odot W^{(1)}) \tilde x + V c),  h^{(l)} = act((M^{(l)} \odot W^{(l)}) h^{(l-1)}),
+        \ell_d = [U c]_d + [(M^{out} \odot W^{out}) h^{(L)}]_d + [(M^{dir} \odot A) \tilde x]_d + b_d,
+
+    with \tilde x = x / (L - 1). ``U c`` is the plain categorical VAE decoder (global shape from z),
+    the masked MLP adds the dependence between pixels, and ``A`` is a masked direct connection
+    (an FVSBN: pixel d regresses on pixels d' < d). The masks (:func:`gencourse.autoregressive.made_degrees`,
+    ``made_masks``) let \ell_d see x_{<d} only, so each factor is a normalised conditional and
+    \log p(x | z) = \sum_d \log softmax(\ell_d)[x_d] is exact: the ELBO and IWAE stay valid bounds.
+    Sampling is sequential: D passes, one pixel each.
+
+    Args:
+        data_dim: D; latent_dim: H; n_levels: L.
+        hidden: widths of the masked hidden layers.
+        context_hidden: widths of the context MLP z -> c (its last entry is the size of c).
+        dropout: dropout on the hidden units (training only).
+        direct_window: if set, the direct connection A sees only earlier pixels within this many
+            rows and columns of pixel d (a local, PixelCNN-like prior; images must be square).
+
+    Forward: ``x (B, D)`` integer levels and ``z (..., B, H)`` -> logits ``(..., B, D, L)``.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, n_levels: int, hidden: tuple[int, ...] = (128,),
+                 context_hidden: tuple[int, ...] = (256,), dropout: float = 0.0,
+                 direct_window: Optional[int] = None):
+        super().__init__()
+        self.data_dim, self.n_levels = data_dim, n_levels
+        hidden, context_hidden = list(hidden), list(context_hidden)
+        n_out = data_dim * n_levels
+        self.context = nn.Sequential(_mlp([latent_dim, *context_hidden], dropout), nn.LeakyReLU(0.1),
+                                     nn.Dropout(dropout))  # z -> c
+        c_dim = context_hidden[-1]
+        self.global_out = nn.Linear(c_dim, n_out)  # U c + b
+        self.context_in = nn.Linear(c_dim, hidden[0], bias=False)  # V c
+        sizes = [data_dim, *hidden]
+        self.masked = nn.ModuleList(_SettableMaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = _SettableMaskedLinear(hidden[-1], n_out, bias=False)
+        self.direct = _SettableMaskedLinear(data_dim, n_out, bias=False)
+        degrees = made_degrees(data_dim, hidden)  # natural (raster) order, evenly spread degrees
+        degrees[-1] = degrees[-1].repeat(n_levels)  # output unit l * D + d has the degree of pixel d
+        for layer, mask in zip([*self.masked, self.head], made_masks(degrees)):
+            layer.set_mask(mask)
+        direct_mask = made_masks([degrees[0], degrees[-1]])[0]  # (L * D, D): strictly earlier pixels
+        if direct_window is not None:  # and only those within ``direct_window`` rows/columns (square images)
+            side = math.isqrt(data_dim)
+            r, col = torch.arange(data_dim) // side, torch.arange(data_dim) % side
+            near = ((r[:, None] - r[None, :]).abs() <= direct_window) & ((col[:, None] - col[None, :]).abs() <= direct_window)
+            direct_mask = direct_mask * near.float().repeat(n_levels, 1)
+        self.direct.set_mask(direct_mask)
+        self.act, self.drop = nn.LeakyReLU(0.1), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x_in = x.to(z.dtype) / (self.n_levels - 1)  # (B, D) in [0, 1]
+        c = self.context(z)  # (..., B, C)
+        h = self.drop(self.act(self.masked[0](x_in) + self.context_in(c)))  # x's part computed once for all z
+        for layer in self.masked[1:]:
+            h = self.drop(self.act(layer(h)))  # (..., B, Hl)
+        out = self.global_out(c) + self.head(h) + self.direct(x_in)  # (..., B, L * D), unit l * D + d
+        return out.unflatten(-1, (self.n_levels, self.data_dim)).transpose(-1, -2)  # (..., B, D, L)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, generator: Optional[torch.Generator] = None,
+               mode: bool = False) -> torch.Tensor:
+        """x ~ p(x | z) ``(n, D)`` int64, one pixel at a time; ``mode=True`` takes each conditional's argmax."""
+        x = torch.zeros(z.shape[0], self.data_dim, dtype=torch.long, device=z.device)
+        for d in range(self.data_dim):
+            logits = self(x, z)[:, d]  # (n, L): depends on x_{<d} only
+            if mode:
+                x[:, d] = logits.argmax(-1)
+            else:
+                x[:, d] = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        return x
+
+
+class VampPrior(nn.Module):
+    r"""p(z) = \frac{1}{K} \sum_{k=1}^{K} q(z | u_k): the VampPrior (Tomczak & Welling, 2018).
+
+    The K pseudo-inputs u_k are learned parameters in the encoder's input space (pixels in [0, 1],
+    through a sigmoid); the components are the encoder's Gaussians at them, so the prior follows
+    the aggregate posterior. \log p(z) = logsumexp_k \log N(z; \mu(u_k), \sigma^2(u_k)) - \log K.
+
+    Args:
+        n_pseudo: K; data_dim: D; encode: maps ``(K, D)`` floats to ``(mu, log_var)``, each ``(K, H)``.
+    """
+
+    def __init__(self, n_pseudo: int, data_dim: int):
+        super().__init__()
+        self.pseudo_logits = nn.Parameter(0.5 * torch.randn(n_pseudo, data_dim))  # (K, D)
+
+    def components(self, encode: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log_var) of the K components, each ``(K, H)``."""
+        return encode(torch.sigmoid(self.pseudo_logits))
+
+    def log_prob(self, z: torch.Tensor, encode: Callable) -> torch.Tensor:
+        r"""\log p(z), ``(..., H) -> (...)``."""
+        mu, log_var = self.components(encode)  # (K, H)
+        log_comp = gaussian_log_prob(z.unsqueeze(-2), mu, log_var)  # (..., K)
+        return torch.logsumexp(log_comp, -1) - math.log(mu.shape[0])
+
+    def sample(self, n: int, encode: Callable, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``(n, H)``: pick a component uniformly, then z ~ q(z | u_k)."""
+        mu, log_var = self.components(encode)
+        k = torch.randint(mu.shape[0], (n,), generator=generator, device=mu.device)
+        eps = torch.randn(n, mu.shape[1], generator=generator, dtype=mu.dtype, device=mu.device)
+        return reparameterize(mu[k], log_var[k], eps)
+
+
 class VAE(nn.Module):
     r"""A VAE with an MLP encoder q(z | x) = N(\mu(x), diag \sigma^2(x)) and prior p(z) = N(0, I).
 
@@ -498,7 +624,18 @@ class VAE(nn.Module):
     Decoders p(x | z):
         * ``"bernoulli"``: x in {0, 1}^D (float), logits ``(B, D)``;
         * ``"categorical"``: x in {0..L-1}^D (int64 levels, L = ``n_levels``), logits ``(B, D, L)``;
-        * ``"gaussian"``: x real (float), mean ``(B, D)``, fixed std ``sigma`` (the MSE link).
+        * ``"gaussian"``: x real (float), mean ``(B, D)``, fixed std ``sigma`` (the MSE link);
+        * ``"made"``: x in {0..L-1}^D, autoregressive p(x | z) = \prod_d p(x_d | x_{<d}, z)
+          (:class:`MADEDecoder`); \log p(x | z) is exact, so ``elbo`` and ``iwae`` remain bounds on
+          \log p(x); :meth:`sample` draws the pixels one at a time (D decoder passes);
+        * ``"pixelcnn"``: the PixelVAE (Gulrajani et al., 2017): x in {0..L-1}^D on a square image,
+          p(x | z) = \prod_{ij} p(x_{ij} | x_{<ij}, z) a :class:`gencourse.pixelcnn.GatedPixelCNN`
+          whose gated layers add a linear projection of z as a bias (``context=z``); \log p(x | z)
+          is exact, sampling is sequential (the PixelCNN's fast sampler). A decoder this strong
+          can model x without z: expect few active units (posterior collapse); the bounds stay valid.
+
+    Priors p(z): ``"standard"`` N(0, I) (closed-form KL) or ``"vamp"`` (:class:`VampPrior`, KL by
+    Monte Carlo: \log q(z | x) - \log p(z) at the reparameterised sample).
 
     Args:
         data_dim: D (64 for the digits).
@@ -515,15 +652,24 @@ class VAE(nn.Module):
             IWAE bound L_K (an IWAE; ``beta`` is then ignored).
         dropout: dropout rate between hidden layers (a regulariser for the 1000 training digits;
             inactive in ``eval()`` mode, which :func:`gencourse.train.fit` sets at the end).
+        prior: one of :data:`PRIORS`; n_pseudo: number of VampPrior pseudo-inputs.
+        made_hidden, made_window: masked hidden widths and direct-connection window of the
+            ``"made"`` decoder (its context MLP mirrors ``hidden``; ``dropout`` applies to it too).
+        pixelcnn_channels, pixelcnn_layers, pixelcnn_dropout: width, number of gated layers and
+            dropout of the ``"pixelcnn"`` decoder (``dropout`` then applies to the encoder only).
     """
 
     def __init__(self, data_dim: int = 64, latent_dim: int = 16, hidden: tuple[int, ...] = (256, 256),
                  decoder: str = "categorical", n_levels: int = 17, sigma: float = 0.1,
                  beta: float = 1.0, iaf_steps: int = 0, iaf_hidden: int = 64, dropout: float = 0.0,
-                 train_k: int = 1):
+                 train_k: int = 1, prior: str = "standard", n_pseudo: int = 100,
+                 made_hidden: tuple[int, ...] = (128,), made_window: Optional[int] = None,
+                 pixelcnn_channels: int = 32, pixelcnn_layers: int = 6, pixelcnn_dropout: float = 0.3):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         self.data_dim, self.latent_dim, self.decoder_kind = data_dim, latent_dim, decoder
         self.n_levels, self.sigma, self.beta, self.train_k = n_levels, sigma, beta, train_k
         hidden = list(hidden)
@@ -531,18 +677,35 @@ class VAE(nn.Module):
         self.enc_act = nn.LeakyReLU(0.1)
         self.enc_out = nn.Linear(hidden[-1], 2 * latent_dim)  # mean and log-variance
         out_dim = data_dim * n_levels if decoder == "categorical" else data_dim
-        self.decoder = _mlp([latent_dim, *hidden[::-1], out_dim], dropout)
+        if decoder == "made":  # context MLP z -> c(z) mirrors the encoder, then the masked network
+            self.decoder = MADEDecoder(data_dim, latent_dim, n_levels, made_hidden, tuple(hidden[::-1]), dropout,
+                                       made_window)
+        elif decoder == "pixelcnn":  # z enters every gated layer as a bias
+            side = math.isqrt(data_dim)
+            if side * side != data_dim:
+                raise ValueError(f"the pixelcnn decoder needs square images, got data_dim={data_dim}")
+            self.image_shape = (side, side)
+            self.decoder = GatedPixelCNN(n_levels, pixelcnn_channels, pixelcnn_layers, image_shape=self.image_shape,
+                                         dropout=pixelcnn_dropout, context_dim=latent_dim)
+        else:
+            self.decoder = _mlp([latent_dim, *hidden[::-1], out_dim], dropout)
         self.iaf = IAFPosterior(latent_dim, iaf_steps, iaf_hidden, hidden[-1]) if iaf_steps > 0 else None
+        self.prior_kind = prior
+        if prior == "vamp":  # registered last: the standard model's parameters keep their order
+            self.vamp = VampPrior(n_pseudo, data_dim)
 
     # ---- encoder -------------------------------------------------------------------------
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's float input in [0, 1] (levels are divided by L - 1)."""
-        if self.decoder_kind == "categorical":
+        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):
             return x.float() / (self.n_levels - 1)
         return x.float()
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.enc_act(self.encoder(self._input(x)))  # (B, hidden)
+        return self._encode_input(self._input(x))
+
+    def _encode_input(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.enc_act(self.encoder(x_in))  # (B, hidden)
         mu, log_var = self.enc_out(h).chunk(2, dim=-1)  # (B, H) each
         return mu, log_var, h
 
@@ -563,9 +726,36 @@ class VAE(nn.Module):
             log_q = log_q - log_det
         return z, log_q
 
+    # ---- prior ---------------------------------------------------------------------------
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r"""\log p(z), ``(..., H) -> (...)``: N(0, I) or the VampPrior."""
+        if self.prior_kind == "vamp":
+            return self.vamp.log_prob(z, lambda u: self._encode_input(u)[:2])
+        return standard_normal_log_prob(z)
+
+    def prior_sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``(n, H)`` draws z ~ p(z)."""
+        p = next(self.parameters())
+        if self.prior_kind == "vamp":
+            return self.vamp.sample(n, lambda u: self._encode_input(u)[:2], generator)
+        return torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
+
     # ---- decoder -------------------------------------------------------------------------
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder output: logits ``(..., D)`` (Bernoulli), ``(..., D, L)`` (categorical) or means ``(..., D)``."""
+    def decode(self, z: torch.Tensor, x: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Decoder output: logits ``(..., D)`` (Bernoulli), ``(..., D, L)`` (categorical) or means ``(..., D)``.
+
+        The ``"made"`` and ``"pixelcnn"`` decoders' logits ``(..., B, D, L)`` are those of the
+        conditionals p(x_d | x_{<d}, z) and need the image ``x (B, D)`` they condition on.
+        """
+        if self.decoder_kind in AUTOREGRESSIVE_DECODERS and x is None:
+            raise ValueError("the autoregressive decoder needs x: decode(z, x)")
+        if self.decoder_kind == "made":
+            return self.decoder(x, z)
+        if self.decoder_kind == "pixelcnn":
+            lead = z.shape[:-1]  # (..., B)
+            x_all = x.expand(*lead, self.data_dim).reshape(-1, self.data_dim)  # (N, D), N = prod(lead)
+            logits = self.decoder.logits(x_all, context=z.reshape(-1, self.latent_dim))  # (N, L, side, side)
+            return logits.flatten(2).transpose(1, 2).reshape(*lead, self.data_dim, self.n_levels)
         out = self.decoder(z)
         if self.decoder_kind == "categorical":
             return out.reshape(*z.shape[:-1], self.data_dim, self.n_levels)
@@ -573,32 +763,33 @@ class VAE(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         r"""\log p(x | z) summed over pixels: ``x (B, D)``, ``z (..., B, H) -> (..., B)``."""
-        out = self.decode(z)
+        out = self.decode(z, x) if self.decoder_kind in AUTOREGRESSIVE_DECODERS else self.decode(z)
         if self.decoder_kind == "bernoulli":
             return bernoulli_log_prob(x, out)
-        if self.decoder_kind == "categorical":
-            return categorical_log_prob(x, out)
+        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):
+            return categorical_log_prob(x, out)  # autoregressive: \sum_d \log p(x_d | x_{<d}, z), exact
         return gaussian_mse_log_prob(x, out, self.sigma)
 
     def mean_image(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder output -> the mean of p(x | z) in the data's units ``(..., D)`` (levels for categorical)."""
         if self.decoder_kind == "bernoulli":
             return torch.sigmoid(out)
-        if self.decoder_kind == "categorical":
+        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):  # autoregressive: means of the conditionals
             levels = torch.arange(self.n_levels, dtype=out.dtype, device=out.device)
             return (F.softmax(out, -1) * levels).sum(-1)
         return out
 
     # ---- bounds --------------------------------------------------------------------------
     def elbo_terms(self, x: torch.Tensor, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""(E_q[\log p(x | z)], KL(q || p(z))), each ``(B,)``; the KL is exact without IAF, Monte Carlo with."""
-        if self.iaf is None:
+        r"""(E_q[\log p(x | z)], KL(q || p(z))), each ``(B,)``; the KL is exact for a Gaussian q and the
+        N(0, I) prior, a Monte Carlo estimate \log q(z | x) - \log p(z) with IAF or the VampPrior."""
+        if self.iaf is None and self.prior_kind == "standard":
             mu, log_var = self.encode(x)
             eps = torch.randn(n_samples, *mu.shape, dtype=mu.dtype, device=mu.device)
             z = reparameterize(mu, log_var, eps)  # (S, B, H)
             return self.log_likelihood(x, z).mean(0), kl_diag_gaussian_standard_normal(mu, log_var)
         z, log_q = self.posterior_sample(x, n_samples)
-        return self.log_likelihood(x, z).mean(0), (log_q - standard_normal_log_prob(z)).mean(0)
+        return self.log_likelihood(x, z).mean(0), (log_q - self.prior_log_prob(z)).mean(0)
 
     def elbo(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
         r"""ELBO(x) = E_q[\log p(x | z)] - KL(q(z | x) || p(z)), ``(B,)`` (``n_samples`` MC samples)."""
@@ -608,7 +799,7 @@ class VAE(nn.Module):
     def iwae_terms(self, x: torch.Tensor, k: int) -> torch.Tensor:
         r"""Log weights \log p(x | z_k) + \log p(z_k) - \log q(z_k | x) at z_k ~ q(z | x), ``(K, B)``."""
         z, log_q = self.posterior_sample(x, k)  # (K, B, H), (K, B)
-        return self.log_likelihood(x, z) + standard_normal_log_prob(z) - log_q
+        return self.log_likelihood(x, z) + self.prior_log_prob(z) - log_q
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         r"""-mean_B(E_q[\log p(x | z)] - \beta KL), one reparameterised sample per example
@@ -633,15 +824,31 @@ class VAE(nn.Module):
     # ---- generation ----------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None, mean: bool = False) -> torch.Tensor:
-        """Ancestral samples z ~ N(0, I), x ~ p(x | z): ``(n, D)``; ``mean=True`` returns the decoder mean."""
-        p = next(self.parameters())
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
+        """Ancestral samples z ~ p(z), x ~ p(x | z): ``(n, D)``; ``mean=True`` returns the decoder mean
+        (for the ``"made"`` decoder: the sequential mode, see :meth:`sample_from_latent`)."""
+        if self.prior_kind == "standard":
+            p = next(self.parameters())
+            z = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
+        else:
+            z = self.prior_sample(n, generator)
         return self.sample_from_latent(z, generator, mean)
 
     @torch.no_grad()
     def sample_from_latent(self, z: torch.Tensor, generator: Optional[torch.Generator] = None,
                            mean: bool = False) -> torch.Tensor:
-        """Decode given latents ``(n, H)`` to data ``(n, D)``: a draw from p(x | z), or its mean."""
+        """Decode given latents ``(n, H)`` to data ``(n, D)``: a draw from p(x | z), or its mean.
+
+        The ``"made"`` decoder draws the pixels one at a time (D passes); its mean is intractable,
+        so ``mean=True`` gives instead the image whose every pixel is the most likely level given the
+        pixels before it (a greedy approximation of the mode). The ``"pixelcnn"`` decoder draws the
+        pixels one at a time with the PixelCNN's fast sampler; it has no ``mean=True``.
+        """
+        if self.decoder_kind == "made":
+            return self.decoder.sample(z, generator, mode=mean)
+        if self.decoder_kind == "pixelcnn":
+            if mean:
+                raise ValueError("the pixelcnn decoder has no tractable mean: use mean=False")
+            return self.decoder.sample(len(z), generator=generator, context=z).reshape(len(z), self.data_dim)
         out = self.decode(z)
         if mean:
             return self.mean_image(out)
@@ -654,8 +861,13 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoder mean at the posterior mean z = \\mu(x): ``(B, D)`` in the data's units."""
+        """The decoder mean at the posterior mean z = \\mu(x): ``(B, D)`` in the data's units
+        (``"pixelcnn"``: a draw from p(x | z = \\mu(x)), its mean being intractable)."""
         mu, _ = self.encode(x)
+        if self.decoder_kind == "pixelcnn":
+            return self.sample_from_latent(mu)
+        if self.decoder_kind == "made":
+            return self.decoder.sample(mu, mode=True).to(mu.dtype)
         return self.mean_image(self.decode(mu))
 
     # ---- diagnostics ---------------------------------------------------------------------

@@ -349,3 +349,145 @@ def test_iwae_training_loss_is_minus_the_mean_bound():
     log_w = (D.Independent(D.Bernoulli(logits=model.decode(z)), 1).log_prob(x)
              + D.Independent(D.Normal(torch.zeros(3), 1.0), 1).log_prob(z) - q.log_prob(z))  # (5, 8)
     assert torch.allclose(loss, -(torch.logsumexp(log_w, 0) - math.log(5)).mean(), atol=1e-4)
+
+
+# ---------------------------------------------------------------- autoregressive (MADE) decoder
+def _tiny_made_vae(prior="standard", seed=0, dtype=DT):
+    """4 pixels with 3 levels; float64 for the decoder identities (the encoder reads float32 inputs)."""
+    torch.manual_seed(seed)
+    model = vae.VAE(data_dim=4, latent_dim=2, hidden=(8,), decoder="made", n_levels=3, made_hidden=(6,),
+                    prior=prior, n_pseudo=3).to(dtype)
+    for p in model.parameters():  # move away from the initialisation so that every path matters
+        p.data.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def test_made_decoder_normalises_by_enumeration():
+    """sum_x p(x | z) over all 3^4 = 81 images equals 1 for fixed z, and each conditional is a distribution."""
+    model = _tiny_made_vae()
+    grid = torch.cartesian_prod(*[torch.arange(3)] * 4)  # (81, 4) every configuration
+    z = torch.randn(2, 1, 2, generator=_gen(0), dtype=DT).expand(2, 81, 2)  # two fixed latents
+    with torch.no_grad():
+        log_p = model.log_likelihood(grid, z)  # (2, 81)
+        assert torch.allclose(torch.logsumexp(log_p, -1), torch.zeros(2, dtype=DT), atol=1e-10)
+        assert torch.all(log_p.std(-1) > 0.1)  # not the uniform distribution
+        # p(x | z) really depends on z, and the logits equal an independent per-pixel softmax sum
+        logits = model.decode(z, grid)  # (2, 81, 4, 3)
+        ref = D.Independent(D.Categorical(logits=logits), 1).log_prob(grid)
+        assert torch.allclose(log_p, ref)
+        assert (log_p[0] - log_p[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("window", [None, 1])
+def test_made_decoder_is_autoregressive_by_input_gradients(window):
+    """d logits_d / d x_j = 0 for every j >= d (pixel d sees only earlier pixels), != 0 for some j < d."""
+    torch.manual_seed(1)
+    dec = vae.MADEDecoder(16, 3, n_levels=5, hidden=(32,), context_hidden=(8,), direct_window=window).double()
+    z = torch.randn(3, dtype=DT)
+
+    def logits_of_x(x_float):  # the decoder divides levels by L - 1; feed floats to get gradients
+        return dec(x_float * (dec.n_levels - 1), z)  # (16, 5)
+
+    x = torch.rand(16, dtype=DT)
+    jac = torch.autograd.functional.jacobian(logits_of_x, x)  # (16 pixels, 5 levels, 16 inputs)
+    dep = jac.abs().sum(1) > 0  # (d, j): does pixel d's conditional depend on x_j?
+    later_or_self = torch.triu(torch.ones(16, 16, dtype=torch.bool))
+    assert not dep[later_or_self].any()
+    assert dep[~later_or_self].any()
+    assert dep[1:, 0].all()  # every later pixel sees the first one (through the hidden layer)
+
+
+def test_made_vae_sampling_is_sequential_and_valid():
+    model = _tiny_made_vae(prior="vamp")
+    s = model.sample(500, _gen(2))
+    assert s.shape == (500, 4) and s.dtype == torch.int64
+    assert int(s.min()) >= 0 and int(s.max()) < 3
+    # samples for one fixed z follow p(x | z): compare frequencies with the enumerated probabilities
+    z = torch.zeros(1, 2, dtype=DT)
+    xs = model.sample_from_latent(z.expand(20_000, 2), _gen(3))  # (20000, 4)
+    grid = torch.cartesian_prod(*[torch.arange(3)] * 4)
+    with torch.no_grad():
+        probs = model.log_likelihood(grid, z.expand(81, 2)).exp()  # (81,)
+    codes = (xs * torch.tensor([27, 9, 3, 1])).sum(-1)  # index into the grid's (lexicographic) order
+    freq = torch.bincount(codes, minlength=81).double() / len(xs)
+    se = (probs * (1 - probs) / len(xs)).sqrt()
+    assert torch.all((freq - probs).abs() < 5 * se + 1e-3)
+    rec = model.float().reconstruct(torch.tensor([[0, 1, 2, 1]]))  # the encoder reads float32 inputs
+    assert rec.shape == (1, 4) and torch.all(rec == rec.round())
+
+
+@pytest.mark.parametrize("prior", ["standard", "vamp"])
+def test_made_vae_elbo_below_iwae_increasing_in_k(prior):
+    """Averaged over the noise, ELBO <= L_10 <= L_100 <= L_5000 (Burda et al.) on a tiny model."""
+    model = _tiny_made_vae(prior, seed=4, dtype=torch.float32)
+    x = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 0], [1, 0, 0, 2]])
+    torch.manual_seed(5)
+    with torch.no_grad():
+        e = torch.stack([model.elbo(x) for _ in range(400)])  # (400, 3)
+        i10 = torch.stack([model.iwae(x, 10) for _ in range(200)])
+        i100 = torch.stack([model.iwae(x, 100) for _ in range(50)])
+        i5000 = model.iwae(x, 5000)
+    means = [t.mean(0) for t in (e, i10, i100)]
+    ses = [t.std(0) / math.sqrt(len(t)) for t in (e, i10, i100)]
+    for (m0, s0), (m1, s1) in zip(zip(means, ses), zip(means[1:], ses[1:])):
+        assert torch.all(m0 < m1 + 4 * (s0 + s1))
+    assert means[0].sum() < means[2].sum() - 0.1  # the ELBO is visibly looser than L_100 overall
+    assert torch.all(means[2] < i5000 + 0.05)
+    # the model is trainable end to end
+    loss = model.loss(x)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_default_vae_unchanged_by_the_new_options():
+    """The default VAE has exactly the parameters it had before the MADE decoder and VampPrior."""
+    model = vae.VAE()
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+                     "enc_out.weight", "enc_out.bias", "decoder.0.weight", "decoder.0.bias",
+                     "decoder.2.weight", "decoder.2.bias", "decoder.4.weight", "decoder.4.bias"]
+    with pytest.raises(ValueError):
+        vae.VAE(prior="flat")
+
+
+# ---------------------------------------------------------------- PixelCNN decoder (PixelVAE)
+def _tiny_pixel_vae(seed=0):
+    """Binary 3x3 images: 2^9 = 512 configurations to enumerate."""
+    torch.manual_seed(seed)
+    model = vae.VAE(data_dim=9, latent_dim=2, hidden=(8,), decoder="pixelcnn", n_levels=2,
+                    pixelcnn_channels=4, pixelcnn_layers=2, pixelcnn_dropout=0.0)
+    for p in model.parameters():  # move away from the initialisation so that every path matters
+        p.data.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_pixelcnn_decoder_normalises_by_enumeration_and_sees_z():
+    """sum_x p(x | z) over all 512 binary 3x3 images equals 1 for fixed z; p(x | z) depends on z."""
+    model = _tiny_pixel_vae()
+    grid = torch.cartesian_prod(*[torch.arange(2)] * 9)  # (512, 9)
+    z = torch.randn(2, 1, 2, generator=_gen(0)).expand(2, 512, 2)  # two fixed latents
+    with torch.no_grad():
+        log_p = model.log_likelihood(grid, z)  # (2, 512)
+        ref = torch.stack([model.decoder.log_prob(grid, context=zk) for zk in z])  # the PixelCNN's own
+    assert torch.allclose(torch.logsumexp(log_p, -1), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(log_p, ref, atol=1e-5)
+    assert (log_p[0] - log_p[1]).abs().max() > 1e-3
+    s = model.sample(7, _gen(1))
+    assert s.shape == (7, 9) and s.dtype == torch.int64 and set(s.unique().tolist()) <= {0, 1}
+
+
+def test_pixelcnn_vae_elbo_below_iwae():
+    """Averaged over the noise, ELBO <= L_10 <= L_1000 (Burda et al.); the loss trains every part."""
+    model = _tiny_pixel_vae(seed=3)
+    x = torch.tensor([[0, 1, 1, 0, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 0, 1, 1, 1]])
+    torch.manual_seed(4)
+    with torch.no_grad():
+        e = torch.stack([model.elbo(x) for _ in range(400)])  # (400, 2)
+        i10 = torch.stack([model.iwae(x, 10) for _ in range(100)])
+        i1000 = model.iwae(x, 1000)
+    se = lambda t: t.std(0) / math.sqrt(len(t))  # noqa: E731
+    assert torch.all(e.mean(0) < i10.mean(0) + 4 * (se(e) + se(i10)))
+    assert torch.all(i10.mean(0) < i1000 + 4 * se(i10) + 0.02)
+    assert e.mean(0).sum() < i1000.sum() - 0.05  # the ELBO is visibly looser
+    model.train().loss(x).backward()
+    assert all(p.grad is not None for p in model.parameters())
