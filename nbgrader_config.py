@@ -2,12 +2,12 @@
 
 Everything course-specific (per-cell timeout, seeding, restoring deleted test cells, stderr that
 does not zero a correct test, checks confirmed outside the notebook) is set by
-gencourse.autograder.configure; see README.md.
+gencourse.grading.autograder.configure; see README.md. A command-line option overrides a
+setting here, e.g. ``nbgrader autograde a1_maximum_likelihood --GencourseExecute.timeout=60``.
 """
 import os
 
-from gencourse.autograder import configure
+from gencourse.grading.autograder import configure
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it reads this file)
-configure(c, root=os.path.dirname(os.path.abspath(__file__)),
-          timeout=int(os.environ.get("GENCOURSE_CELL_TIMEOUT", "120")))
+configure(c, root=os.path.dirname(os.path.abspath(__file__)))

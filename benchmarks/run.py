@@ -46,13 +46,11 @@ def notebook_rows(quick: bool = False) -> list:
 
 
 def autograde_rows(quick: bool = False) -> list:
-    from gencourse import course, simulate
+    from gencourse.grading import course, demo, simulate
 
     repeats = 2 if quick else 5
     rows = []
     for assignment in course.assignments(ROOT):
-        if assignment not in simulate.DEMO_CLASS:
-            continue
         with tempfile.TemporaryDirectory(prefix="gencourse-bench-") as tmp:
             crs = course.new_course(Path(tmp), ROOT, [assignment])
             course.generate(crs, assignment)
@@ -62,7 +60,7 @@ def autograde_rows(quick: bool = False) -> list:
                 times = []
                 for i in range(repeats):
                     name = f"{label}{i}"
-                    course.submit(crs, assignment, name, course.simulated_notebooks(crs, assignment, student))
+                    course.submit(crs, assignment, name, demo.simulated_notebooks(crs, assignment, student))
                     t = time.perf_counter()
                     course.nbgrader(crs, "autograde", assignment, "--student", name, "--force")
                     times.append(time.perf_counter() - t)
@@ -76,7 +74,7 @@ def throughput_rows(quick: bool = False, n: int = 50, only_assignments=None) -> 
     """Grade ``n`` mixed submissions per assignment with --jobs 1 and --jobs 2 (fresh each time)."""
     import shutil
 
-    from gencourse import batch, course, simulate
+    from gencourse.grading import batch, course, demo, simulate
 
     n = 6 if quick else n
     rows = []
@@ -84,14 +82,14 @@ def throughput_rows(quick: bool = False, n: int = 50, only_assignments=None) -> 
         if only_assignments and assignment not in only_assignments:
             continue
         kinds = [("complete", ()), ("untouched", ()), ("alternative", ())]
-        kinds += [("mutation", (m,)) for m in simulate.MUTATIONS.get(assignment, {})]
+        kinds += [("mutation", (m,)) for m in simulate.mutation_table(assignment)]
         with tempfile.TemporaryDirectory(prefix="gencourse-throughput-") as tmp:
             crs = course.new_course(Path(tmp), ROOT, [assignment])
             course.generate(crs, assignment)
             for i in range(n):
                 kind, muts = kinds[i % len(kinds)]
                 st = simulate.Student(f"s{i:03d}", kind, "", muts)
-                course.submit(crs, assignment, st.name, course.simulated_notebooks(crs, assignment, st))
+                course.submit(crs, assignment, st.name, demo.simulated_notebooks(crs, assignment, st))
             per_minute = {}
             for jobs in (1, 2):
                 for d in ("autograded", "feedback"):

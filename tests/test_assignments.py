@@ -1,6 +1,6 @@
 """Every assignment but the first, end to end: release, a simulated class, parallel autograde.
 
-For each assignment in ``gencourse.simulate.E2E_CLASS``: the complete solution and a differently
+For each assignment with an end-to-end class (``E2E`` in ``grading/assignments/<name>/students.py``): the complete solution and a differently
 written correct one keep every autograded point, the untouched release gets none, and each
 submission with realistic mistakes loses exactly the points of the test cells they break.
 (Assignment 1's deeper test, with broken and hostile submissions, is tests/test_autograder.py.)
@@ -9,25 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from gencourse import batch, course, simulate
+from gencourse.grading import batch, course, demo, gradebook, simulate
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-CASES = [(a, s) for a, cls in simulate.E2E_CLASS.items() for s in cls]
+DEEP = "a1_maximum_likelihood"  # graded with broken and hostile submissions in tests/test_autograder.py
+CLASSES = {a: simulate.students(a).E2E for a in simulate.assignments_with("E2E") if a != DEEP}
+CASES = [(a, s) for a, cls in CLASSES.items() for s in cls]
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     results = {}
-    for assignment, cls in simulate.E2E_CLASS.items():
+    for assignment, cls in CLASSES.items():
         crs = course.new_course(tmp_path_factory.mktemp(assignment), ROOT, [assignment])
         course.generate(crs, assignment)
         for name, (kind, muts, _) in cls.items():
             student = simulate.Student(name, kind, "", tuple(muts))
-            course.submit(crs, assignment, name, course.simulated_notebooks(crs, assignment, student))
+            course.submit(crs, assignment, name, demo.simulated_notebooks(crs, assignment, student))
         outcomes = batch.grade_class(crs, assignment, jobs=2, timeout=60, progress=False)
-        rows = course.scores(crs, assignment)
-        print(course.score_table(rows))
+        rows = gradebook.scores(crs, assignment)
+        print(demo.score_table(rows))
         results[assignment] = ({o.student: o for o in outcomes}, rows)
     return results
 
@@ -37,7 +39,7 @@ def test_submission_loses_exactly_the_expected_points(graded, assignment, studen
     outcomes, rows = graded[assignment]
     assert outcomes[student].status == "graded", outcomes[student].detail
     cells = sorted({r.cell for r in rows if r.auto})
-    lost = simulate.E2E_CLASS[assignment][student][2]
+    lost = CLASSES[assignment][student][2]
     lost = cells if lost == "all" else lost
     assert set(lost) <= set(cells), f"unknown cells in expectation: {set(lost) - set(cells)}"
     table = {r.cell: r for r in rows if r.student == student}
@@ -47,4 +49,4 @@ def test_submission_loses_exactly_the_expected_points(graded, assignment, studen
 
 
 def test_every_assignment_has_an_end_to_end_class():
-    assert set(course.assignments(ROOT)) - {simulate.A1} <= set(simulate.E2E_CLASS)
+    assert set(course.assignments(ROOT)) <= set(simulate.assignments_with("E2E"))

@@ -4,7 +4,7 @@ A class of simulated submissions is graded in one run of ``gencourse autograde -
 submission by its own ``nbgrader autograde`` process with the course's configuration): correct,
 differently written, untouched, with realistic bugs, looping, crashing, memory-hungry, printing
 without end, broken files, edited test cells, and tricks against the grader. Expectations come
-from ``gencourse.simulate``: each submission loses exactly the points of the test cells it should,
+from ``gencourse/grading/assignments/a1_maximum_likelihood/students.py``: each submission loses exactly the points of the test cells it should,
 every other student is graded normally, and no grade is lost.
 """
 import csv
@@ -14,34 +14,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gencourse import batch, course, simulate
+from gencourse.grading import batch, course, demo, gradebook, simulate
 
 pytestmark = pytest.mark.slow
-A1 = simulate.A1
+A1 = "a1_maximum_likelihood"
 ROOT = Path(__file__).resolve().parent.parent
-M = simulate.MUTATIONS[A1]
-HIDDEN_AFTER_GAUSSIAN = ("test_gaussian_mle", "test_poisson_mle", "test_kl_quadrature", "test_fit_gaussian_kl",
-                         "test_gmm_log_prob", "test_em_step")
-
-# name -> (kind, mutations, test cells that must lose their points)
-STUDENTS = {
-    "complete": ("complete", (), ()),
-    "complete_again": ("complete", (), ()),
-    "untouched": ("untouched", (), "all"),
-    "alternative": ("alternative", (), ()),
-    # realistic mistakes, two or three per submission, each in a different test cell
-    "bugs_a": ("mutation", ("unbiased_variance", "kl_log_ratio_flipped", "em_old_means"),
-               M["unbiased_variance"].lost + M["kl_log_ratio_flipped"].lost + M["em_old_means"].lost),
-    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp"),
-               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost),
-    # code that loops, crashes, exhausts memory or floods the output; tricks against the grader
-    **{f"x_{name}": ("mutation", (name,), M[name].lost) for name in
-       ("infinite_loop", "exit_kernel", "segfault", "memory_bomb", "huge_output", "shadow_reference",
-        "swallow_errors", "patch_allclose", "always_equal", "read_secrets")},
-    # disabling the check function leaves every later hidden test unconfirmed
-    "x_patch_check": ("mutation", ("patch_check",), HIDDEN_AFTER_GAUSSIAN),
-}
-FILES = {f"f_{name}": case for name, case in simulate.FILE_CASES.items()}
+CLASS = simulate.students(A1)
+STUDENTS = CLASS.E2E  # name -> (kind, mutations, test cells that must lose their points)
+FILES = {f"f_{name}": case for name, case in CLASS.FILE_CASES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +29,8 @@ def graded(tmp_path_factory):
     crs = course.new_course(tmp_path_factory.mktemp("course"), ROOT, [A1])
     course.generate(crs, A1)
     for name, (kind, muts, _) in STUDENTS.items():
-        course.submit(crs, A1, name, course.simulated_notebooks(crs, A1, simulate.Student(name, kind, "", muts)))
-    complete = course.simulated_notebooks(crs, A1, simulate.Student("c", "complete", ""))
+        course.submit(crs, A1, name, demo.simulated_notebooks(crs, A1, simulate.Student(name, kind, "", muts)))
+    complete = demo.simulated_notebooks(crs, A1, simulate.Student("c", "complete", ""))
     for name, (build, _, _) in FILES.items():
         (fname, nb), = complete.items()
         course.submit(crs, A1, name, build(nbformat.reads(nbformat.writes(nb), as_version=4), fname))
@@ -58,8 +38,8 @@ def graded(tmp_path_factory):
     print(batch.summary(outcomes, 0))
     course.nbgrader(crs, "generate_feedback", A1, "--force")
     course.nbgrader(crs, "export", "--to", str(crs / "grades.csv"))
-    rows = course.scores(crs, A1)
-    print(course.score_table(rows))
+    rows = gradebook.scores(crs, A1)
+    print(demo.score_table(rows))
     return crs, {o.student: o for o in outcomes}, rows, {(r.student, r.cell): r for r in rows}
 
 
@@ -116,7 +96,7 @@ def test_grading_is_deterministic_across_runs_and_jobs(graded):
     again = ["bugs_a", "x_segfault", "alternative"]
     outcomes = batch.grade_class(crs, A1, jobs=1, force=True, students=again, timeout=15, progress=False)
     assert all(o.status == "graded" for o in outcomes)
-    fresh = {(r.student, r.cell): r.score for r in course.scores(crs, A1)}
+    fresh = {(r.student, r.cell): r.score for r in gradebook.scores(crs, A1)}
     assert all(fresh[(s, c)] == table[(s, c)].score for s in again for c in cells)
 
 
@@ -145,7 +125,7 @@ def test_timeout_and_crash_are_reported_in_the_cell(graded):
 def test_kernel_cannot_read_course_secrets_or_write_outside_its_folder(graded):
     import ast
 
-    from gencourse import sandbox
+    from gencourse.grading import sandbox
 
     crs, _, _, _ = graded
     if not sandbox.available():
@@ -153,6 +133,8 @@ def test_kernel_cannot_read_course_secrets_or_write_outside_its_folder(graded):
     found = ast.literal_eval((crs / "autograded" / "x_read_secrets" / A1 / "leak.txt").read_text())
     assert found["solutions"] == [] and found["others"] == [] and found["gradebook_bytes"] == 0, found
     assert found["write_outside"] != "written" and not (crs / "hacked.txt").exists()
+    # the grader's settings reach the kernel as options, never as variables: only the evidence folder
+    assert found["environment"] == ["GENCOURSE_EVIDENCE_DIR"], found["environment"]
 
 
 def test_integrity_report_flags_tricks_not_honest_work(graded):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import gencourse.mle
-from gencourse import autograder, grading
+from gencourse import grading
+from gencourse.grading import autograder
 
 
 def wrong_variance(x):

@@ -30,20 +30,28 @@ from traitlets import Bool, Integer, Unicode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader import utils as nbutils
 
-from . import grading
+import torch
+
+from . import EVIDENCE_ENV, catalog
+from .spec import compare_outputs, to_arrays
 
 CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([\w.\-]+)["']""")
 SEED_LINES = ("import random as _r, numpy as _np, torch as _t; _r.seed({seed}); _np.random.seed({seed}); "
               "_t.manual_seed({seed}); _t.set_num_threads({threads}); del _r, _np, _t")
 
 
-class SandboxedKernelManager(AsyncKernelManager):
-    """Starts the kernel through :mod:`gencourse.sandbox` (course files hidden, course read-only)."""
+def sandboxed_kernel_manager(course: Path, own: Path) -> type:
+    """A kernel manager class that starts kernels through :mod:`gencourse.grading.sandbox` for the
+    submission folder ``own`` of ``course`` (course files hidden, course read-only). The paths go
+    on the sandbox's command line: nothing of the grader's settings reaches the kernel's
+    environment."""
+    from . import sandbox
 
-    def format_kernel_cmd(self, extra_arguments=None):
-        from . import sandbox
+    class SandboxedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return sandbox.wrap(super().format_kernel_cmd(extra_arguments), course, own)
 
-        return sandbox.wrap(super().format_kernel_cmd(extra_arguments))
+    return SandboxedKernelManager
 
 
 _SANDBOX_OK = None
@@ -56,24 +64,23 @@ class GencourseExecute(Execute):
     torch_threads = Integer(1, help="torch threads per submission: one makes sums reproducible and lets "
                                     "several submissions be graded side by side").tag(config=True)
 
-    sandbox = Bool(True, help="Run each kernel in gencourse.sandbox (Linux user namespaces) when the "
+    sandbox = Bool(True, help="Run each kernel in gencourse.grading.sandbox (Linux user namespaces) when the "
                               "system allows it").tag(config=True)
 
-    def _sandbox_env(self, resources) -> dict:
+    def _use_sandbox(self, resources) -> None:
+        """Start this submission's kernels in the sandbox, when the system allows it."""
         global _SANDBOX_OK
         from . import sandbox
 
         own = Path(resources.get("metadata", {}).get("path") or ".").resolve()
         if not self.sandbox or len(own.parents) < 3 or own.parents[1].name != "autograded":
-            return {}
+            return
         if _SANDBOX_OK is None:
             _SANDBOX_OK = sandbox.available()
             if not _SANDBOX_OK:
                 self.log.warning("user namespaces are not available: grading without the sandbox")
-        if not _SANDBOX_OK:
-            return {}
-        self.kernel_manager_class = SandboxedKernelManager
-        return {sandbox.COURSE_ENV: str(own.parents[2]), sandbox.OWN_ENV: str(own)}
+        if _SANDBOX_OK:
+            self.kernel_manager_class = sandboxed_kernel_manager(own.parents[2], own)
 
     def preprocess(self, nb, resources):
         evidence = Path(tempfile.mkdtemp(prefix="gencourse-evidence-"))
@@ -84,8 +91,9 @@ class GencourseExecute(Execute):
             "--HistoryManager.hist_file=:memory:",
             f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed, threads=self.torch_threads)}",
         ]
-        env = {grading.EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0", "GENCOURSE_GRADING": "1",
-               **self._sandbox_env(resources)}
+        self._use_sandbox(resources)
+        # the one variable of ours a kernel sees: where check() records the student's outputs
+        env = {EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0"}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -210,16 +218,16 @@ def verify_check(name: str, folder: Path | None) -> str | None:
     Returns ``None`` when a record exists and matches the reference on every case and device,
     else a message for the student's feedback.
     """
-    spec = grading.registry(sealed=False).get(name)
+    spec = catalog.registry(sealed=False).get(name)
     if spec is None:
         return f"the test calls an unknown check {name!r} (an instructor should look at this)"
     records = sorted(folder.glob(f"*_{name}.npz")) if folder is not None and folder.is_dir() else []
     if not records:
         return (f"{name}: no result was recorded while this cell ran; the grading code was "
                 "bypassed or replaced, so this test cannot be confirmed")
-    reference = grading.resolve_reference(spec, sealed=False)
+    reference = catalog.resolve_reference(spec, sealed=False)
     cases = spec.build_cases()
-    expected = [grading.to_arrays(spec.run(reference, case, grading.torch.device("cpu"))) for case in cases]
+    expected = [to_arrays(spec.run(reference, case, torch.device("cpu"))) for case in cases]
     try:
         with np.load(records[-1], allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
@@ -233,7 +241,7 @@ def verify_check(name: str, folder: Path | None) -> str | None:
             got = [data[f"{dev}__{i}__{j}"] for j in range(len(data)) if f"{dev}__{i}__{j}" in data]
             if not got:
                 return f"{name}: input {cases[i].describe()} on {dev} has no recorded result"
-            msg = grading.compare_outputs(exp, got, spec.rtol, spec.atol)
+            msg = compare_outputs(exp, got, spec.rtol, spec.atol)
             if msg:
                 return f"{name} on {dev}, input {cases[i].describe()}: {msg} (confirmed outside the notebook)"
     return None

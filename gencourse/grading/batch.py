@@ -21,7 +21,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,6 +31,8 @@ from typing import Optional
 import nbformat
 
 from . import course as course_mod
+from . import gradebook
+from .gradebook import graded_state, record_zero
 
 LOCKED = "database is locked"
 
@@ -45,11 +46,6 @@ class Outcome:
     events: list = field(default_factory=list)
     score: Optional[float] = None
     max_score: Optional[float] = None
-
-
-def sqlite_url(course: Path, busy_timeout: float = 120.0) -> str:
-    """The course gradebook with a busy timeout: concurrent writers wait instead of failing."""
-    return f"sqlite:///{(course / 'gradebook.db').resolve()}?timeout={busy_timeout:g}"
 
 
 def expected_notebooks(course: Path, assignment: str) -> list:
@@ -109,37 +105,20 @@ def _limits(memory_mb: int, file_mb: int):
     return apply
 
 
-def graded_state(course: Path, assignment: str, student: str, db_url: str):
-    """``(complete, score, max_score)`` of a student's submission in the gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(db_url) as gb:
-        try:
-            sub = gb.find_submission(assignment, student)
-        except MissingEntry:
-            return False, None, None
-        grades = [g for nb in sub.notebooks for g in nb.grades]
-        # every autograded (code) cell needs a score; written answers may await a human
-        complete = (course / "autograded" / student / assignment).is_dir() and bool(grades) and all(
-            g.auto_score is not None or g.manual_score is not None for g in grades if g.cell.cell_type == "code")
-        return complete, float(sub.score), float(sub.max_score)
-
-
 def grade_one(course: Path, assignment: str, student: str, db_url: str, timeout: int, memory_mb: int,
               file_mb: int, wall_limit: float, retries: int = 4) -> Outcome:
     t0 = time.perf_counter()
     events = preflight(course, assignment, student)
     detail = ""
-    env = course_mod._env(timeout)
-    env["GENCOURSE_DB_URL"] = db_url
+    env = course_mod.nbgrader_env()
     folder = course / "submitted" / student / assignment
     if not any((folder / n).exists() for n in expected_notebooks(course, assignment)):
         record_zero(course, assignment, student, db_url)  # nbgrader refuses a folder without notebooks
         complete, score, max_score = graded_state(course, assignment, student, db_url)
         return Outcome(student, "graded" if complete else "failed", time.perf_counter() - t0,
                        "" if complete else "could not record zero", events, score, max_score)
-    cmd = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
-           f"--CourseDirectory.db_url={db_url}", "--log-level=WARN"]
+    cmd = course_mod.nbgrader_command("autograde", assignment, "--student", student, "--force",
+                                      timeout=timeout, db_url=db_url)
     for attempt in range(retries + 1):
         proc = subprocess.Popen(cmd, cwd=course, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=_limits(memory_mb, file_mb), start_new_session=True)
@@ -166,25 +145,6 @@ def grade_one(course: Path, assignment: str, student: str, db_url: str, timeout:
     return Outcome(student, status, time.perf_counter() - t0, detail, events, score, max_score)
 
 
-def record_zero(course: Path, assignment: str, student: str, db_url: str) -> None:
-    """Record a submission with no gradeable notebook: every part gets 0 (what nbgrader does for
-    a missing notebook when at least one other notebook is present)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(db_url) as gb:
-        gb.update_or_create_student(student)
-        sub = gb.update_or_create_submission(assignment, student)
-        for nb in sub.notebooks:
-            for g in nb.grades:
-                g.auto_score, g.needs_manual_grade = 0, False
-            for c in nb.comments:
-                c.auto_comment = "No readable notebook was submitted."
-        gb.db.commit()
-    out = course / "autograded" / student / assignment
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "NO_NOTEBOOK.txt").write_text("No readable notebook was submitted; every part was recorded as 0.\n")
-
-
 def students_of(course: Path, assignment: str) -> list:
     base = course / "submitted"
     return sorted(p.name for p in base.iterdir() if (p / assignment).is_dir()) if base.is_dir() else []
@@ -195,7 +155,7 @@ def grade_class(course: Path, assignment: str, jobs: int = 1, force: bool = Fals
                 db_url: Optional[str] = None, progress: bool = True) -> list:
     """Grade every submission of ``assignment`` in ``course``, ``jobs`` at a time."""
     course = Path(course).resolve()
-    db_url = db_url or os.environ.get("GENCOURSE_DB_URL") or sqlite_url(course)
+    db_url = gradebook.url(course, db_url)
     if not (course / "solutions" / assignment).is_dir():
         raise course_mod.CourseError(f"no assignment {assignment!r} in {course / 'solutions'}")
     _ensure_assignment(course, assignment, db_url)
@@ -241,7 +201,7 @@ def _ensure_assignment(course: Path, assignment: str, db_url: str) -> None:
                 return
         except MissingEntry:
             pass
-    course_mod.nbgrader(course, "generate_assignment", assignment, "--force", f"--CourseDirectory.db_url={db_url}")
+    course_mod.generate(course, assignment, db_url=db_url)
 
 
 def summary(outcomes: list, seconds: float) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _demo(args) -> int:
-    from .course import demo
+    from .demo import demo
 
     demo(keep=args.keep, timeout=args.timeout, root=args.course)
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 
 PATTERNS = [
-    (r"gencourse\.(grading|checks|autograder|simulate)|_gencourse_sealed|\bcheck\s*=", "touches the grading code"),
+    (r"gencourse\.grading|_gencourse_sealed|\bcheck\s*=", "touches the grading code"),
     (r"set_custom_exc|showtraceback|sys\.excepthook|InteractiveShell", "changes how errors are reported"),
     (r"sys\.modules|importlib|__import__", "edits or loads modules by hand"),
     (r"\b__builtins__\b|\bbuiltins\b", "touches Python's builtins"),
@@ -48,10 +48,9 @@ def scan_notebook(nb, reference_mods=()) -> list:
 
 
 def scan_submission(course: Path, assignment: str, student: str) -> list:
-    from .grading import registry
+    from .catalog import assignment_checks
 
-    prefix = assignment.split("_")[0] + "."
-    mods = reference_modules([c for name, c in registry(sealed=False).items() if name.startswith(prefix)])
+    mods = reference_modules(assignment_checks(assignment))
     hits = []
     for path in sorted((course / "submitted" / student / assignment).glob("*.ipynb")):
         try:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 HIDDEN_DIRS = ("solutions", "submitted", "autograded", "feedback", "reports", "exchange", "release", "source")
 HIDDEN_FILES = ("gradebook.db", "gradebook.db-journal", "gradebook.db-wal", ".nbgrader.log")
-COURSE_ENV, OWN_ENV = "GENCOURSE_SANDBOX_COURSE", "GENCOURSE_SANDBOX_OWN"
 
 
 def available() -> bool:
@@ -41,9 +40,10 @@ def available() -> bool:
         return False
 
 
-def wrap(cmd: list) -> list:
-    """The kernel command ``cmd`` started inside the sandbox."""
-    return ["unshare", "-r", "-m", "--propagation", "private", sys.executable, "-m", "gencourse.sandbox", "--", *cmd]
+def wrap(cmd: list, course: Path, own: Path) -> list:
+    """The kernel command ``cmd`` started inside the sandbox of submission folder ``own`` of ``course``."""
+    return ["unshare", "-r", "-m", "--propagation", "private", sys.executable, "-m", "gencourse.grading.sandbox",
+            "--course", str(course), "--own", str(own), "--", *cmd]
 
 
 def _mount(*args: str) -> None:
@@ -74,8 +74,12 @@ def enter(course: Path, own: Path, cmd: list) -> None:
     os.execvp("unshare", ["unshare", "-r", "-m", "--propagation", "private", "--", *cmd])
 
 
+def main(argv: list) -> None:
+    """``python -m gencourse.grading.sandbox --course C --own O -- <kernel command>``."""
+    sep = argv.index("--")
+    opts = dict(zip(argv[:sep:2], argv[1:sep:2]))
+    enter(Path(opts["--course"]), Path(opts["--own"]), argv[sep + 1:])
+
+
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    enter(Path(os.environ[COURSE_ENV]), Path(os.environ[OWN_ENV]), argv)
+    main(sys.argv[1:])

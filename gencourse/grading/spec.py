@@ -1,48 +1,24 @@
-"""What hidden tests use: compare a student's function or module with the gencourse reference.
+"""The specification of a graded item: its reference, its seeded inputs, how outputs are compared.
 
-A hidden test cell is one line per graded item::
+A :class:`Check` names the reference implementation (``"module:attribute"`` inside gencourse), the
+function building its seeded inputs (a list of :class:`Case`), optionally how to call a class, and
+the tolerances. :func:`compare_outputs` compares outputs with plain NumPy arithmetic on float64
+copies, so patching ``torch.allclose`` or returning objects whose ``__eq__`` is always true does not
+help (:func:`to_arrays` rejects anything that is not a tensor or a number).
 
-    from gencourse.grading import check
-    check("a1.gaussian_mle", gaussian_mle)
-
-:func:`check` looks the item up in the registry of checks (``gencourse.checks``), builds its seeded
-inputs, runs the student's code and the reference on every available device (the CPU always, CUDA
-when present) and raises :class:`CheckFailed` with a message a student can act on: which input,
-expected vs got, the largest error.
-
-Why the result can be trusted:
-
-* The registry and the references are loaded from a *sealed* copy of the package, read afresh
-  from its files, so ``gencourse.mle.gaussian_mle = my_function`` in a notebook changes nothing.
-* Outputs are compared with plain NumPy arithmetic on copies converted to float64 arrays; patching
-  ``torch.allclose``, ``numpy.testing`` or returning objects whose ``__eq__`` is always true does
-  not help (anything that is not a tensor or a number is rejected).
-* During autograding (``GENCOURSE_EVIDENCE_DIR`` is set by the autograder) every call also writes
-  the student's outputs to a file. The autograder then recomputes every expected check *in its own
-  process*, where no student code ever runs, and fails the test cell if the record is missing or
-  wrong (see :mod:`gencourse.autograder`). Replacing or disabling this function inside the notebook
-  therefore cannot turn a wrong answer into points.
+Per-assignment checks live in ``gencourse/grading/assignments/<assignment>/checks.py``.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import itertools
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["Check", "Case", "CheckFailed", "check", "devices", "compare_outputs", "fill_parameters",
-           "registry", "EVIDENCE_ENV"]
+from ..train import devices
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-SEALED_NAME = "_gencourse_sealed"
-EVIDENCE_ENV = "GENCOURSE_EVIDENCE_DIR"
+__all__ = ["Case", "Check", "CheckFailed", "compare_outputs", "devices", "fill_parameters", "to_arrays"]
 
 
 class CheckFailed(AssertionError):
@@ -96,14 +72,6 @@ class Check:
         return impl(*case.args, **case.kwargs)
 
 
-def devices() -> list:
-    """The devices hidden tests run on: the CPU always, CUDA when present."""
-    out = [torch.device("cpu")]
-    if torch.cuda.is_available():
-        out.append(torch.device("cuda"))
-    return out
-
-
 def fill_parameters(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> torch.nn.Module:
     """Overwrite every parameter with seeded values, in order of parameter name.
 
@@ -115,36 +83,6 @@ def fill_parameters(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) 
         for _, p in sorted(module.named_parameters(), key=lambda kv: kv[0]):
             p.copy_((torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale).to(p))
     return module
-
-
-# --------------------------------------------------------------------------------------------
-# The sealed copy of the package
-# --------------------------------------------------------------------------------------------
-def _sealed_module(name: str):
-    """``gencourse.<name>`` loaded afresh from the package's files under a private name.
-
-    gencourse modules import each other relatively, so a sealed module only ever sees sealed
-    siblings, never the (patchable) ``gencourse`` modules of the running notebook.
-    """
-    if SEALED_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            SEALED_NAME, PACKAGE_DIR / "__init__.py", submodule_search_locations=[str(PACKAGE_DIR)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[SEALED_NAME] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{SEALED_NAME}.{name}")
-
-
-def registry(sealed: bool = True) -> dict:
-    """Every registered check by name (from the sealed copy unless ``sealed=False``)."""
-    mod = _sealed_module("checks") if sealed else importlib.import_module("gencourse.checks")
-    return mod.CHECKS
-
-
-def resolve_reference(check: Check, sealed: bool = True):
-    module, attr = check.reference.split(":")
-    mod = _sealed_module(module) if sealed else importlib.import_module(f"gencourse.{module}")
-    return getattr(mod, attr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,53 +166,3 @@ def compare_outputs(expected: Sequence[np.ndarray], got: Sequence[np.ndarray], r
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# The entry point of hidden tests
-# --------------------------------------------------------------------------------------------
-_counter = itertools.count()
-
-
-def check(name: str, impl) -> None:
-    """Compare ``impl`` with the reference of check ``name`` on every case and device.
-
-    Raises :class:`CheckFailed` on the first difference, with the input shapes, the device,
-    expected vs got and the largest error.
-    """
-    spec = registry().get(name)
-    if spec is None:
-        raise KeyError(f"no check named {name!r}")
-    what = spec.what or name.split(".")[-1]
-    if getattr(impl, "__module__", "") and str(getattr(impl, "__module__", "")).split(".")[0] in ("gencourse", SEALED_NAME):
-        raise CheckFailed(f"your {what} is gencourse's own reference; write your own implementation")
-    reference = resolve_reference(spec)
-    cases = spec.build_cases()
-    record = {}
-    failure = None
-    for dev in devices():
-        for i, case in enumerate(cases):
-            expected = to_arrays(spec.run(reference, case, torch.device("cpu")))
-            try:
-                got = to_arrays(spec.run(impl, case, dev))
-            except CheckFailed as e:
-                failure = failure or f"{what} on {dev.type}, input {case.describe()}: {e}"
-                continue
-            except Exception as e:  # the student's code raised: say so plainly, with the input
-                failure = failure or (f"{what} raised {type(e).__name__}: {e}\n  on {dev.type} with input "
-                                      f"{case.describe()}")
-                continue
-            for j, a in enumerate(got):
-                record[f"{dev.type}__{i}__{j}"] = a
-            msg = compare_outputs(expected, got, spec.rtol, spec.atol)
-            if msg and failure is None:
-                failure = f"{what} on {dev.type}, input {case.describe()}:\n  {msg}"
-    _write_evidence(name, record)
-    if failure:
-        raise CheckFailed(failure)
-
-
-def _write_evidence(name: str, record: dict) -> None:
-    folder = os.environ.get(EVIDENCE_ENV)
-    if not folder:
-        return
-    path = Path(folder) / f"{next(_counter):04d}_{os.getpid()}_{name}.npz"
-    np.savez(path, **record)

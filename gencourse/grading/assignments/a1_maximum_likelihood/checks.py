@@ -1,7 +1,7 @@
 """Hidden checks of assignment 1 (maximum likelihood, KL divergences, Gaussian mixtures)."""
 import torch
 
-from ..grading import Case, Check
+from ...spec import Case, Check
 
 F64 = torch.float64
 
@@ -42,12 +42,12 @@ _GRID = torch.linspace(-10, 10, 801, dtype=F64)
 
 
 def _mixture(w, m, s):
-    from ..mle import mixture_1d_log_pdf
+    from ....mle import mixture_1d_log_pdf
     return mixture_1d_log_pdf(_GRID, w, m, s)
 
 
 def _kl_grid_cases(gen):
-    from ..mle import normal_log_pdf
+    from ....mle import normal_log_pdf
     lp = _mixture([0.7, 0.3], [-2.0, 3.0], [0.8, 1.2])
     lq = normal_log_pdf(_GRID, 0.5, 2.0)
     mus = torch.linspace(-3, 3, 4, dtype=F64)[:, None]

@@ -17,9 +17,9 @@ import math
 import torch
 from torch import nn
 
-from ..autoregressive import made_degrees
-from ..grading import Case, Check, fill_parameters
-from ..pixelcnn import MaskedConv2d, _ImageAR, causal_mask, gated_activation
+from ....autoregressive import made_degrees
+from ...spec import Case, Check, fill_parameters
+from ....pixelcnn import MaskedConv2d, ImageAutoregressiveModel, causal_mask, gated_activation
 
 F64 = torch.float64
 
@@ -52,7 +52,7 @@ class GatedBlock(nn.Module):
         return h + self.proj(gated_activation(self.conv(h)))
 
 
-class TinyPixelCNN(_ImageAR):
+class TinyPixelCNN(ImageAutoregressiveModel):
     r"""Mask-A convolution, ``n_blocks`` gated mask-B blocks, a 1x1 convolution to ``n_levels`` logits."""
 
     def __init__(self, n_levels: int = 17, channels: int = 32, n_blocks: int = 3, kernel_size: int = 3,
@@ -72,7 +72,7 @@ class TinyPixelCNN(_ImageAR):
 class LogitsOnly:
     """What a sampler is given: ``logits(x)`` ``(n, 1, H, W) -> (n, K, H, W)``, ``n_levels``, ``image_shape``.
 
-    It also carries what the reference sampler of :class:`gencourse.pixelcnn._ImageAR` reads
+    It also carries what the reference sampler of :class:`gencourse.pixelcnn.ImageAutoregressiveModel` reads
     (``device``, ``_check_y``), so that sampler runs on it unchanged.
     """
 
@@ -92,7 +92,7 @@ class LogitsOnly:
 
 def raster_sample(model, n: int, generator: torch.Generator) -> torch.Tensor:
     """The reference sampler (pixel by pixel, whole image each time) on a :class:`LogitsOnly` model."""
-    return _ImageAR.sample(model, n, generator=generator, method="naive")
+    return ImageAutoregressiveModel.sample(model, n, generator=generator, method="naive")
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,20 +233,20 @@ CHECKS = [
           what="chain_rule_factors", rtol=1e-8, atol=1e-12),
     Check("a2.log_likelihood", "autoregressive:chain_rule_log_likelihood", _log_likelihood_cases,
           what="chain_rule_log_likelihood", rtol=1e-5, atol=1e-6),
-    Check("a2.made_degrees", "checks.a2_autoregressive:made_degrees_even", _degree_cases,
+    Check("a2.made_degrees", "grading.assignments.a2_autoregressive.checks:made_degrees_even", _degree_cases,
           what="made_degrees", rtol=0, atol=0),
     Check("a2.made_masks", "autoregressive:made_masks", _mask_cases, what="made_masks", rtol=0, atol=0),
-    Check("a2.causal_mask", "checks.a2_autoregressive:causal_mask_2d", _causal_mask_cases,
+    Check("a2.causal_mask", "grading.assignments.a2_autoregressive.checks:causal_mask_2d", _causal_mask_cases,
           what="causal_mask", rtol=0, atol=0),
     Check("a2.masked_conv", "pixelcnn:MaskedConv2d", _masked_conv_cases, call=_call_masked_conv,
           what="MaskedConv2d (output and mask buffer)", rtol=1e-8, atol=1e-10),
     Check("a2.gated_activation", "pixelcnn:gated_activation", _gated_cases,
           what="gated_activation", rtol=1e-6, atol=1e-7),
-    Check("a2.gated_block", "checks.a2_autoregressive:GatedBlock", _block_cases, call=_call_block,
+    Check("a2.gated_block", "grading.assignments.a2_autoregressive.checks:GatedBlock", _block_cases, call=_call_block,
           what="GatedBlock", rtol=1e-8, atol=1e-10),
-    Check("a2.pixelcnn", "checks.a2_autoregressive:TinyPixelCNN", _pixelcnn_cases, call=_call_pixelcnn,
+    Check("a2.pixelcnn", "grading.assignments.a2_autoregressive.checks:TinyPixelCNN", _pixelcnn_cases, call=_call_pixelcnn,
           what="TinyPixelCNN (logits and log_prob)", rtol=1e-4, atol=1e-4),
     Check("a2.bits_per_dim", "pixelcnn:bits_per_dim", _bpd_cases, what="bits_per_dim", rtol=1e-10, atol=1e-12),
-    Check("a2.sample", "checks.a2_autoregressive:raster_sample", _sample_cases, call=_call_sample,
+    Check("a2.sample", "grading.assignments.a2_autoregressive.checks:raster_sample", _sample_cases, call=_call_sample,
           what="sample", rtol=0, atol=0),
 ]

@@ -8,8 +8,8 @@ object. The thin adapters below express those signatures with the reference code
 """
 import torch
 
-from ..grading import Case, Check, fill_parameters
-from ..vae import VAE, LinearGaussianModel, bernoulli_log_prob, elbo
+from ...spec import Case, Check, fill_parameters
+from ....vae import VAE, LinearGaussianModel, bernoulli_log_prob, elbo
 
 F64 = torch.float64
 
@@ -146,12 +146,12 @@ CHECKS = [
           rtol=1e-6, atol=1e-8),
     Check("a3.kl_standard_normal", "vae:kl_diag_gaussian_standard_normal", _kl_cases,
           what="kl_standard_normal", rtol=1e-6, atol=1e-8),
-    Check("a3.elbo", "checks.a3_vae:bernoulli_elbo", _elbo_cases, what="elbo", rtol=1e-5, atol=1e-6),
-    Check("a3.linear_gaussian_posterior", "checks.a3_vae:linear_gaussian_posterior", _lg_posterior_cases,
+    Check("a3.elbo", "grading.assignments.a3_vae.checks:bernoulli_elbo", _elbo_cases, what="elbo", rtol=1e-5, atol=1e-6),
+    Check("a3.linear_gaussian_posterior", "grading.assignments.a3_vae.checks:linear_gaussian_posterior", _lg_posterior_cases,
           what="linear_gaussian_posterior", rtol=1e-6, atol=1e-8),
-    Check("a3.linear_gaussian_elbo", "checks.a3_vae:linear_gaussian_elbo", _lg_elbo_cases,
+    Check("a3.linear_gaussian_elbo", "grading.assignments.a3_vae.checks:linear_gaussian_elbo", _lg_elbo_cases,
           what="linear_gaussian_elbo", rtol=1e-6, atol=1e-7),
     Check("a3.iwae_bound", "vae:iwae_bound", _iwae_cases, what="iwae_bound", rtol=1e-7, atol=1e-7),
-    Check("a3.vae", "checks.a3_vae:AssignmentVAE", _vae_cases, call=_call_vae,
+    Check("a3.vae", "grading.assignments.a3_vae.checks:AssignmentVAE", _vae_cases, call=_call_vae,
           what="VAE (encode and decode)", rtol=1e-4, atol=1e-5),
 ]

@@ -1,0 +1,1 @@
+"""One folder per assignment: checks.py (hidden checks), students.py and alternative.py (simulated students)."""

@@ -1,0 +1,160 @@
+"""Simulated students of a1_maximum_likelihood: realistic mistakes, and the classes graded by the demo and the tests.
+
+* ``MUTATIONS``: each replaces one snippet of one solution cell of a complete submission; ``lost``
+  names the test cells that must lose their points because of it.
+* ``alternative.py`` (beside this file): a correct solution written differently, which must keep
+  full marks.
+* ``E2E``: the class graded end to end by the tests: student -> (kind, mutations, test cells that
+  must lose their points, or ``"all"``).
+* ``DEMO``: the four students of ``gencourse demo``.
+* ``FILE_CASES``: broken or hostile submission *files*: name -> (how to build the folder's files
+  from a complete notebook, the test cells that must lose their points, a phrase the grading
+  report must contain for the student, or "").
+
+Assignment 1's class is the deepest: besides mistakes it loops, crashes, exhausts memory, floods
+the output and plays tricks on the grader (``tests/test_autograder.py``).
+"""
+from ...simulate import Mutation, Student  # noqa: F401
+
+MUTATIONS = {
+    "unbiased_variance": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)", "return mean, x.var(0)",
+        "variance with torch.var, which divides by N - 1", ("test_gaussian_mle",)),
+    "kl_log_ratio_flipped": Mutation(
+        "entropy_kl", "return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)",
+        "return (torch.xlogy(p, q) - torch.xlogy(p, p)).sum(-1)",
+        "KL with log q - log p (wrong sign)", ("test_kl",)),
+    "entropy_nan_at_zero": Mutation(
+        "entropy_kl", "return -torch.xlogy(p, p).sum(-1)", "return -(p * torch.log(p)).sum(-1)",
+        "entropy with p log p, which is NaN where p = 0", ("test_entropy",)),
+    "em_old_means": Mutation(
+        "gmm", "diff = x[None] - new_means[:, None]  # (K, N, D)", "diff = x[None] - means[:, None]  # (K, N, D)",
+        "EM covariance around the old means", ("test_em_step",)),
+    "gmm_no_logsumexp": Mutation(
+        "gmm", "return torch.logsumexp(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)",
+        "return torch.log((weights * components.log_prob(x[:, None, :]).exp()).sum(1))",
+        "mixture density summed outside log space (underflows far from the data)", ("test_gmm_log_prob",)),
+    "infinite_loop": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "rate = 1.0\n    while True:  # 'iterate until converged', with no way out\n        rate = k.double().mean(0)",
+        "a loop that never ends", ("test_poisson_mle",)),
+    "shadow_reference": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "return mean, x.var(0)\n\nimport gencourse.mle\ngencourse.mle.gaussian_mle = gaussian_mle  # replace the reference",
+        "a wrong answer that also replaces the reference gencourse.mle.gaussian_mle", ("test_gaussian_mle",)),
+    "patch_check": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "return mean, ((x - mean) ** 2).sum(0) / len(x)\n\nimport gencourse.grading\n"
+        "gencourse.grading.check = lambda *args, **kwargs: None  # disable the hidden tests\n"
+        "def _wrong_variance(x):\n    mean = x.mean(0)\n    return mean, ((x - mean) ** 2).sum(0) / (len(x) + 1)\n"
+        "gaussian_mle = _wrong_variance",
+        "a wrong answer that also disables gencourse.grading.check", ("test_gaussian_mle",)),
+    "swallow_errors": Mutation(
+        "entropy_kl", "return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)",
+        "return (torch.xlogy(p, q) - torch.xlogy(p, p)).sum(-1)\n\n"
+        "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)  # hide every error",
+        "a wrong KL that also hides every exception from the grader", ("test_kl",)),
+    "patch_allclose": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "return mean, x.var(0)\n\ntorch.allclose = lambda *args, **kwargs: True  # every comparison passes",
+        "a wrong variance that also replaces torch.allclose", ("test_gaussian_mle",)),
+    "always_equal": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "class _Anything(torch.Tensor):\n        def __eq__(self, other):\n            return True\n"
+        "    return mean, (((x - mean) ** 2).sum(0) / (len(x) - 1)).as_subclass(_Anything)",
+        "a wrong variance returned as a tensor subclass whose == is always true", ("test_gaussian_mle",)),
+    "exit_kernel": Mutation(
+        "poisson_mle", "return k.double().mean(0)", "import os\n    os._exit(1)",
+        "calls os._exit, killing the kernel", ("test_poisson_mle",)),
+    "segfault": Mutation(
+        "gmm", "r = torch.softmax(", "import ctypes\n    ctypes.string_at(0)  # reads address 0: a crash\n    r = torch.softmax(",
+        "crashes the interpreter (segmentation fault) in em_step", ("test_em_step",)),
+    "memory_bomb": Mutation(
+        "gmm", "components = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)\n    return",
+        "hog = [bytearray(2 ** 28) for _ in range(256)]  # 64 GB, 256 MB at a time\n"
+        "    components = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)\n    return",
+        "allocates memory without bound in gmm_log_prob", ("test_gmm_log_prob",)),
+    "huge_output": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "print('spam ' * 10_000_000)  # 50 MB of output\n    return mean, ((x - mean) ** 2).mean(0)",
+        "prints 50 MB every time gaussian_mle is called", ()),
+    "read_secrets": Mutation(
+        "entropy_kl", "return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)",
+        "return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)\n\n"
+        "import glob, os\n"
+        "_found = {'solutions': glob.glob('../../../solutions/**/*.ipynb', recursive=True),\n"
+        "          'others': sorted(os.listdir('../../../submitted')) if os.path.isdir('../../../submitted') else [],\n"
+        "          'gradebook_bytes': os.path.getsize('../../../gradebook.db') if os.path.exists('../../../gradebook.db') else -1,\n"
+        "          'environment': sorted(k for k in os.environ if 'GENCOURSE' in k or 'NBGRADER' in k)}\n"
+        "try:\n    open('../../../hacked.txt', 'w').write('x')\n    _found['write_outside'] = 'written'\n"
+        "except OSError as e:\n    _found['write_outside'] = type(e).__name__\n"
+        "open('leak.txt', 'w').write(repr(_found))",
+        "tries to read the hidden tests, the gradebook, other submissions and the grader's settings, and to "
+        "write outside its folder", ()),
+}
+
+DEMO = (
+    Student("ada", "complete", "complete, correct solution"),
+    Student("bob", "untouched", "submitted the release untouched"),
+    Student("cy", "mutation", MUTATIONS["unbiased_variance"].note, ("unbiased_variance",),
+            MUTATIONS["unbiased_variance"].lost),
+    Student("dee", "mutation", MUTATIONS["infinite_loop"].note, ("infinite_loop",),
+            MUTATIONS["infinite_loop"].lost),
+)
+
+# disabling the check function leaves every later hidden test unconfirmed
+HIDDEN_AFTER_GAUSSIAN = ("test_gaussian_mle", "test_poisson_mle", "test_kl_quadrature", "test_fit_gaussian_kl",
+                         "test_gmm_log_prob", "test_em_step")
+M = MUTATIONS
+
+E2E = {
+    "complete": ("complete", (), ()),
+    "complete_again": ("complete", (), ()),
+    "untouched": ("untouched", (), "all"),
+    "alternative": ("alternative", (), ()),
+    # realistic mistakes, two or three per submission, each in a different test cell
+    "bugs_a": ("mutation", ("unbiased_variance", "kl_log_ratio_flipped", "em_old_means"),
+               M["unbiased_variance"].lost + M["kl_log_ratio_flipped"].lost + M["em_old_means"].lost),
+    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp"),
+               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost),
+    # code that loops, crashes, exhausts memory or floods the output; tricks against the grader
+    **{f"x_{name}": ("mutation", (name,), M[name].lost) for name in
+       ("infinite_loop", "exit_kernel", "segfault", "memory_bomb", "huge_output", "shadow_reference",
+        "swallow_errors", "patch_allclose", "always_equal", "read_secrets")},
+    "x_patch_check": ("mutation", ("patch_check",), HIDDEN_AFTER_GAUSSIAN),
+}
+
+
+def _cells(nb, gid):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
+
+
+def _delete_tests(nb):
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in ("test_entropy", "test_em_step")]
+    return nb
+
+
+def _reorder(nb):
+    moved = _cells(nb, "test_entropy")[0]
+    nb.cells.remove(moved)
+    nb.cells.append(moved)  # a test cell moved to the end still runs after its function is defined
+    return nb
+
+
+def _edit_tests(nb):
+    _cells(nb, "test_gaussian_mle")[0].source = "pass  # tests removed"
+    cell = _cells(nb, "gaussian_mle")[0]
+    cell.source = cell.source.replace("return mean, ((x - mean) ** 2).mean(0)", "return mean, x.var(0)")
+    return nb
+
+
+FILE_CASES = {
+    "invalid_json": (lambda nb, name: {name: "{ this is not json"}, "all", "not a valid notebook"),
+    "empty_file": (lambda nb, name: {name: ""}, "all", "is empty"),
+    "missing_notebook": (lambda nb, name: {}, "all", "no notebook"),
+    "renamed_notebook": (lambda nb, name: {name.replace(".ipynb", " (1).ipynb"): nb}, (), "graded as"),
+    "extra_files": (lambda nb, name: {name: nb, "notes.txt": "my notes", "scratch.ipynb": "{}"}, (), "extra files"),
+    "deleted_tests": (lambda nb, name: {name: _delete_tests(nb)}, (), ""),
+    "reordered_cells": (lambda nb, name: {name: _reorder(nb)}, (), ""),
+    "edited_tests": (lambda nb, name: {name: _edit_tests(nb)}, ("test_gaussian_mle",), ""),
+}

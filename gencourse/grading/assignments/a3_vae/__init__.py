@@ -1,0 +1,1 @@
+"""Assignment a3_vae: its hidden checks (checks.py) and simulated students (students.py, alternative.py)."""
