@@ -20,7 +20,7 @@ import torch
 
 from gencourse.data import load_digits
 from gencourse.train import fit, seed_everything
-from gencourse.vae import VAE
+from gencourse.vae import make_vae
 
 #: The reference configuration (one wide hidden layer: the best of a small sweep on validation).
 CONFIG = dict(latent_dim=16, hidden=(512,), dropout=0.0)
@@ -49,7 +49,7 @@ def _bench_one(decoder: str, kind: str, quick: bool, seed: int = 0, config: dict
         xt = xt[:100]
     seed_everything(seed)
     config = dict(CONFIG, decoder=decoder) if config is None else config
-    model = VAE(**config)
+    model = make_vae(**config)
     seconds = QUICK_SECONDS if quick else TRAIN_SECONDS
     hist = fit(model, x, x_val=xv, epochs=100_000, max_seconds=seconds, lr=LR, batch_size=BATCH_SIZE,
                seed=seed, progress=False)

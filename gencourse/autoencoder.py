@@ -8,10 +8,12 @@ r"""Autoencoders: an encoder z = f(x) through a bottleneck, a decoder \hat x = g
 * A **denoising** autoencoder (Vincent et al., 2008) sees a corrupted input \tilde x = x + \sigma \epsilon
   and must reconstruct the clean x: L(x) = ||x - g(f(\tilde x))||^2.
 * Decoding *random* codes rarely gives data-like images: nothing in the loss makes the codes of
-  the data fill a known region. :func:`random_latents` and :func:`nearest_neighbour_distance`
-  measure that.
+  the data fill a known region. :func:`random_latents` draws such codes;
+  :mod:`gencourse.metrics` (the digit classifier, nearest-neighbour distances) measures the result.
 
 Functions return per-example values ``(B,)``; only ``loss`` averages over the batch.
+
+Used by: lecture 04_vae (autoencoders before the VAE: PCA, denoising, random codes).
 """
 from __future__ import annotations
 
@@ -20,19 +22,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-__all__ = [
-    "Autoencoder", "DenoisingAutoencoder", "principal_angles", "pca_basis",
-    "random_latents", "nearest_neighbour_distance", "DigitClassifier",
-]
+from .nn import mlp
 
-
-def _mlp(sizes: list[int], activation: Optional[type] = nn.LeakyReLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if activation is not None and i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+__all__ = ["Autoencoder", "DenoisingAutoencoder", "principal_angles", "pca_basis", "random_latents"]
 
 
 class Autoencoder(nn.Module):
@@ -52,8 +44,8 @@ class Autoencoder(nn.Module):
         act = None if linear else nn.LeakyReLU
         hidden = list(hidden)
         self.data_dim, self.latent_dim = data_dim, latent_dim
-        self.encoder = _mlp([data_dim, *hidden, latent_dim], act)
-        self.decoder = _mlp([latent_dim, *hidden[::-1], data_dim], act)
+        self.encoder = mlp([data_dim, *hidden, latent_dim], act)
+        self.decoder = mlp([latent_dim, *hidden[::-1], data_dim], act)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D) -> (B, H)``."""
@@ -141,40 +133,3 @@ def random_latents(z: torch.Tensor, n: int, generator: Optional[torch.Generator]
         eps = torch.randn(n, z.shape[1], generator=generator, dtype=z.dtype, device=z.device)
         return z.mean(0) + z.std(0) * eps
     raise ValueError(f"how must be 'box' or 'gaussian', got {how!r}")
-
-
-def nearest_neighbour_distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    r"""\min_j ||x_i - r_j||_2 for each row of ``x (N, D)`` against ``reference (M, D)``: ``(N,)``."""
-    dist = torch.cdist(x.float(), reference.float(), compute_mode="donot_use_mm_for_euclid_dist")  # (N, M)
-    return dist.min(1).values
-
-
-class DigitClassifier:
-    """A logistic-regression digit classifier (scikit-learn) on the course's training digits.
-
-    Used as a cheap sample-quality probe: the mean confidence (max class probability) of real
-    digits is high, that of blurry or off-manifold images is lower.
-
-    Args:
-        kind: the :func:`gencourse.data.load_digits` kind it is trained on (``"float"``:
-            intensities in [0, 1]; feed it images in the same units).
-    """
-
-    def __init__(self, kind: str = "float", seed: int = 0):
-        from sklearn.linear_model import LogisticRegression
-
-        from .data import load_digits
-
-        x, y = load_digits("train", kind)
-        self.model = LogisticRegression(max_iter=2000, random_state=seed).fit(x.numpy(), y.numpy())
-
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``(N, 10)``."""
-        return torch.from_numpy(self.model.predict_proba(x.detach().reshape(len(x), -1).float().cpu().numpy()))
-
-    def confidence(self, x: torch.Tensor) -> torch.Tensor:
-        """Max class probability per image, ``(N,)``."""
-        return self.predict_proba(x).max(1).values
-
-    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return float((self.predict_proba(x).argmax(1) == y.cpu()).float().mean())

@@ -12,18 +12,21 @@ This module holds
 
 * exact chain-rule factors of a small tabulated joint (:func:`chain_rule_factors`,
   :func:`chain_rule_log_prob`);
-* per-dimension output distributions, all in log space: Bernoulli, categorical, Gaussian and
-  discretized logistic (:func:`discretized_logistic_log_prob`), and
+* per-dimension output distributions (Bernoulli, categorical, Gaussian, discretized logistic;
+  the densities themselves live in :mod:`gencourse.distributions`) and
   :func:`chain_rule_log_likelihood` that sums the conditionals;
-* MADE masks from degrees (:func:`made_degrees`, :func:`made_masks`);
 * models sharing one interface (``log_prob(x) -> (B,)`` in nats, ``loss(x)`` = mean NLL,
-  ``sample(n, seed)``): :class:`FVSBN` (logistic-regression conditionals), :class:`NADE`
-  (shared weights), :class:`MADE` (masked MLP, several orderings), :class:`RecurrentAR` (a GRU or
-  LSTM trained with teacher forcing) and :class:`CausalConvAR` (WaveNet-style causal 1-D
-  convolutions over a local window).
+  ``sample(n, *, generator=None)``): :class:`FVSBN` (logistic-regression conditionals),
+  :class:`NADE` (shared weights), :class:`MADE` (masked MLP, several orderings; the network is
+  :class:`gencourse.nn.MADENet`), :class:`RecurrentAR` (a GRU or LSTM trained with teacher
+  forcing) and :class:`CausalConvAR` (WaveNet-style causal 1-D convolutions over a local window).
 
 Data conventions: ``x`` is ``(B, D)``; with ``n_levels = K`` the entries are integers
 ``0..K-1`` (floats 0/1 are fine for ``K = 2``). Networks see ``x / (K - 1)`` in [0, 1].
+
+Used by: lecture 02_autoregressive; assignment a2_autoregressive (``chain_rule_factors`` and
+``chain_rule_log_likelihood`` are graded; ``made_degrees`` and ``made_masks``, defined in
+:mod:`gencourse.nn`, are re-exported here for its hidden checks).
 """
 from __future__ import annotations
 
@@ -34,13 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributions import (bernoulli_log_prob, bernoulli_sample, categorical_log_prob, categorical_sample,
+                            discretized_logistic_log_prob, discretized_logistic_sample, gaussian_log_prob,
+                            gaussian_sample)
+from .nn import MADENet, made_degrees, made_masks
+
 __all__ = [
     "OUTPUTS", "n_params_per_dim",
-    "chain_rule_factors", "chain_rule_log_prob",
-    "bernoulli_log_prob", "categorical_log_prob", "gaussian_log_prob",
-    "discretized_logistic_log_prob", "output_log_prob", "output_sample",
-    "chain_rule_log_likelihood",
-    "made_degrees", "made_masks", "MaskedLinear",
+    "chain_rule_factors", "chain_rule_log_prob", "output_log_prob", "output_sample", "chain_rule_log_likelihood",
+    "made_degrees", "made_masks",
     "AutoregressiveModel", "FVSBN", "NADE", "MADE", "RecurrentAR", "CausalConvAR",
 ]
 
@@ -110,109 +115,49 @@ def chain_rule_log_prob(joint: torch.Tensor, x: torch.Tensor, order: Sequence[in
 
 
 # --------------------------------------------------------------------------------------------
-# Output distributions of one dimension (all return per-dimension log-probabilities)
+# Output distributions of one dimension (per-dimension log-probabilities)
 # --------------------------------------------------------------------------------------------
 def n_params_per_dim(output: str, n_levels: int) -> int:
     """How many numbers the network emits per dimension for an output distribution."""
     return {"bernoulli": 1, "categorical": n_levels, "gaussian": 2, "logistic": 2}[output]
 
 
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    r"""``log Bernoulli(x; sigmoid(l)) = x l - softplus(l)`` elementwise (log space, stable)."""
-    x = x.to(logits.dtype)
-    return x * logits - F.softplus(logits)
-
-
-def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    r"""``log softmax(l)[x]``: logits ``(..., K)``, integer ``x`` ``(...)`` -> ``(...)``."""
-    return torch.log_softmax(logits, dim=-1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
-
-
-def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    r"""``log N(x; mu, s^2) = -(x-mu)^2 / (2 s^2) - log s - log(2 pi) / 2`` elementwise (a DENSITY)."""
-    log_scale = log_scale.clamp_min(MIN_LOG_SCALE)
-    z = (x - mean) * torch.exp(-log_scale)
-    return -0.5 * z ** 2 - log_scale - 0.5 * math.log(2 * math.pi)
-
-
-def _log1mexp(a: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(a))`` for ``a <= 0``, accurate everywhere (Maechler's two branches)."""
-    a = a.clamp_max(-1e-30)
-    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-
-def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
-                                  n_levels: int) -> torch.Tensor:
-    r"""Probability of integer level ``x`` under a logistic binned to ``n_levels`` levels.
-
-    .. math:: P(x = k) = \sigma\!\left(\tfrac{k + 1/2 - \mu}{s}\right)
-                        - \sigma\!\left(\tfrac{k - 1/2 - \mu}{s}\right),
-
-    with the first bin extended to :math:`-\infty` and the last to :math:`+\infty`, so the
-    probabilities of the levels ``0..K-1`` sum to exactly 1 (the sum telescopes).
-
-    Args:
-        x: integer levels in ``0..n_levels-1`` (any shape).
-        mean, log_scale: logistic location and log-scale in LEVEL units, broadcastable to ``x``.
-        n_levels: ``K``.
-
-    Returns:
-        log-probabilities in nats, shape of ``x``. The difference of sigmoids is taken in log
-        space on the side of the mean where it does not cancel.
-    """
-    x = x.to(mean.dtype)
-    log_scale = log_scale.clamp_min(MIN_LOG_SCALE)
-    inv_s = torch.exp(-log_scale)
-    upper = (x + 0.5 - mean) * inv_s  # standardised upper bin edge
-    lower = (x - 0.5 - mean) * inv_s  # standardised lower bin edge
-    # Interior bins: log(sigmoid(u) - sigmoid(l)). Left of the mean use log sigmoid(u) +
-    # log(1 - sigmoid(l)/sigmoid(u)); right of it the mirror image sigmoid(-l) - sigmoid(-u).
-    right = (upper + lower) > 0
-    a_hi = torch.where(right, -lower, upper)
-    a_lo = torch.where(right, -upper, lower)
-    ls_hi, ls_lo = F.logsigmoid(a_hi), F.logsigmoid(a_lo)
-    log_mid = ls_hi + _log1mexp(ls_lo - ls_hi)
-    log_first = F.logsigmoid(upper)  # P(x <= 0.5)
-    log_last = F.logsigmoid(-lower)  # P(x > K - 1.5)
-    out = torch.where(x <= 0, log_first, torch.where(x >= n_levels - 1, log_last, log_mid))
-    return out
+def _location_scale(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, log_scale)`` of the Gaussian and logistic outputs, the log-scale clamped at :data:`MIN_LOG_SCALE`."""
+    return params[..., 0], params[..., 1].clamp_min(MIN_LOG_SCALE)
 
 
 def output_log_prob(params: torch.Tensor, x: torch.Tensor, output: str, n_levels: int) -> torch.Tensor:
     r"""Per-dimension ``log p(x_d | params_d)``: params ``(B, D, P)``, x ``(B, D)`` -> ``(B, D)``.
 
-    ``gaussian`` is a density over real ``x`` (use dequantised data); the three others are exact
-    probabilities of the discrete value.
+    ``gaussian`` (params: mean and log standard deviation) is a density over real ``x`` (use
+    dequantised data); the three others are exact probabilities of the discrete value.
     """
     if output == "bernoulli":
-        return bernoulli_log_prob(params[..., 0], x)
+        return bernoulli_log_prob(x, params[..., 0], event_dims=0)
     if output == "categorical":
-        return categorical_log_prob(params, x)
+        return categorical_log_prob(x, params, event_dims=0)
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    mean, log_scale = _location_scale(params)
     if output == "gaussian":
-        return gaussian_log_prob(x.to(params.dtype), params[..., 0], params[..., 1])
-    if output == "logistic":
-        return discretized_logistic_log_prob(x, params[..., 0], params[..., 1], n_levels)
-    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        return gaussian_log_prob(x.to(params.dtype), mean, 2 * log_scale, event_dims=0)
+    return discretized_logistic_log_prob(x, mean, log_scale, n_levels, event_dims=0)
 
 
 def output_sample(params: torch.Tensor, output: str, n_levels: int,
                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """One draw per row from the output distribution: params ``(B, P)`` -> values ``(B,)`` (float)."""
     if output == "bernoulli":
-        u = torch.rand(params.shape[:-1], generator=generator, device=params.device)
-        return (u < torch.sigmoid(params[..., 0])).float()
+        return bernoulli_sample(params[..., 0], generator).float()
     if output == "categorical":
-        probs = torch.softmax(params.float(), dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).float()
-    mean, log_scale = params[..., 0], params[..., 1].clamp_min(MIN_LOG_SCALE)
+        return categorical_sample(params, generator).float()
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    mean, log_scale = _location_scale(params)
     if output == "gaussian":
-        eps = torch.randn(mean.shape, generator=generator, device=params.device)
-        return mean + torch.exp(log_scale) * eps
-    if output == "logistic":  # inverse CDF, then the bin: exactly the discretized logistic
-        u = torch.rand(mean.shape, generator=generator, device=params.device).clamp(1e-6, 1 - 1e-6)
-        z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-        return z.round().clamp(0, n_levels - 1)
-    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        return gaussian_sample(mean, 2 * log_scale, generator=generator)
+    return discretized_logistic_sample(mean, log_scale, n_levels, generator).float()
 
 
 def chain_rule_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -228,77 +173,8 @@ def chain_rule_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Te
         ``(B,)`` log-likelihoods in nats (no exp or log of a probability is ever taken).
     """
     if logits.dim() == x.dim():
-        return bernoulli_log_prob(logits, x).sum(-1)
-    return categorical_log_prob(logits, x).sum(-1)
-
-
-# --------------------------------------------------------------------------------------------
-# MADE masks
-# --------------------------------------------------------------------------------------------
-def made_degrees(n_dims: int, hidden_sizes: Sequence[int], order: Optional[Sequence[int]] = None,
-                 seed: Optional[int] = None) -> list[torch.Tensor]:
-    r"""Degrees of every layer of a MADE.
-
-    The input unit of variable ``d`` gets degree ``m(d)`` = its 1-based position in the
-    ordering; a hidden unit gets a degree drawn uniformly from ``{min of previous layer, ..., D-1}``
-    (with ``seed=None``: spread evenly, deterministic); the outputs copy the input degrees.
-
-    Returns:
-        ``[deg_in (D,), deg_h1 (H1,), ..., deg_out (D,)]`` int64 tensors.
-    """
-    order = list(range(n_dims)) if order is None else list(order)
-    deg_in = torch.empty(n_dims, dtype=torch.long)
-    deg_in[torch.tensor(order)] = torch.arange(1, n_dims + 1)
-    degrees, low = [deg_in], 1
-    gen = None if seed is None else torch.Generator().manual_seed(seed)
-    for h in hidden_sizes:
-        top = max(n_dims - 1, low)
-        if gen is None:
-            deg = low + torch.arange(h) % (top - low + 1)
-        else:
-            deg = torch.randint(low, top + 1, (h,), generator=gen)
-        degrees.append(deg)
-        low = int(deg.min())
-    degrees.append(deg_in.clone())
-    return degrees
-
-
-def made_masks(degrees: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    r"""Connectivity masks of a MADE from the degrees of its layers.
-
-    .. math:: M^{(l)}_{kj} = [\,m_l(k) \ge m_{l-1}(j)\,] \ \text{(hidden layers)}, \qquad
-              M^{\text{out}}_{dj} = [\,m_{\text{out}}(d) > m_L(j)\,] \ \text{(output layer)}.
-
-    Output ``d`` can then only be reached from inputs of degree ``< m(d)``: the earlier variables.
-
-    Args:
-        degrees: ``[deg_in (D,), deg_h1 (H1,), ..., deg_hL (HL,), deg_out (D_out,)]``.
-
-    Returns:
-        ``len(degrees) - 1`` float masks; mask ``l`` has shape ``(len(degrees[l+1]), len(degrees[l]))``
-        = (out, in) like ``nn.Linear.weight``.
-    """
-    masks = []
-    for l in range(len(degrees) - 1):
-        d_in, d_out = degrees[l], degrees[l + 1]
-        last = l == len(degrees) - 2
-        m = d_out[:, None] > d_in[None, :] if last else d_out[:, None] >= d_in[None, :]  # (out, in)
-        masks.append(m.float())
-    return masks
-
-
-class MaskedLinear(nn.Linear):
-    """``nn.Linear`` whose weight is multiplied by a fixed (out, in) mask buffer."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
-        super().__init__(in_features, out_features, bias)
-        self.register_buffer("mask", torch.ones(out_features, in_features))
-
-    def set_mask(self, mask: torch.Tensor) -> None:
-        self.mask.data.copy_(mask.to(self.mask))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return bernoulli_log_prob(x, logits)
+    return categorical_log_prob(x, logits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,21 +218,13 @@ class AutoregressiveModel(nn.Module):
         return self.order.device
 
     @torch.no_grad()
-    def sample(self, n: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``n`` samples ``(n, D)`` drawn one dimension at a time (``D`` network evaluations)."""
-        gen = _generator(seed, generator, self.device)
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` samples ``(n, D)`` on the model's device, drawn one dimension at a time (``D`` network
+        evaluations): int64 levels, or floats for the ``"gaussian"`` output."""
         x = torch.zeros(n, self.n_dims, device=self.device)
         for d in self.order.tolist():
-            x[:, d] = output_sample(self.params(x)[:, d], self.output, self.n_levels, gen)
+            x[:, d] = output_sample(self.params(x)[:, d], self.output, self.n_levels, generator)
         return x if self.output == "gaussian" else x.long()
-
-
-def _generator(seed: Optional[int], generator: Optional[torch.Generator], device) -> Optional[torch.Generator]:
-    if generator is not None:
-        return generator
-    if seed is None:
-        return None
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,14 +242,11 @@ class FVSBN(AutoregressiveModel):
     def __init__(self, n_dims: int, n_levels: int = 2, output: Optional[str] = None,
                  order: Optional[Sequence[int]] = None):
         super().__init__(n_dims, n_levels, output, order)
-        self.linear = MaskedLinear(n_dims, n_dims * self.n_out)
-        nn.init.zeros_(self.linear.weight)
-        deg = made_degrees(n_dims, [], self.order.tolist())
-        self.linear.set_mask(made_masks([deg[0], deg[-1].repeat(self.n_out)])[0])
+        self.net = MADENet(n_dims, (), self.n_out, order=self.order.tolist())  # one masked linear map
+        nn.init.zeros_(self.net.head.weight)
 
     def params(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.linear(self._inputs(x))  # (B, P*D)
-        return out.view(len(x), self.n_out, self.n_dims).transpose(1, 2)  # (B, D, P)
+        return self.net(self._inputs(x))  # (B, D, P)
 
 
 class NADE(AutoregressiveModel):
@@ -417,8 +282,9 @@ class MADE(AutoregressiveModel):
     r"""Masked autoencoder for distribution estimation (Germain et al., 2015).
 
     An MLP whose weight matrices are multiplied by masks built from degrees
-    (:func:`made_degrees`, :func:`made_masks`), so that output ``d`` depends only on the inputs that
-    come before ``d`` in the ordering: all ``D`` conditionals in ONE forward pass.
+    (:func:`gencourse.nn.made_degrees`, :func:`gencourse.nn.made_masks`; the network is
+    :class:`gencourse.nn.MADENet`), so that output ``d`` depends only on the inputs that come before
+    ``d`` in the ordering: all ``D`` conditionals in ONE forward pass.
 
     Args:
         n_dims, n_levels, output: data size, number of levels, output distribution.
@@ -436,11 +302,8 @@ class MADE(AutoregressiveModel):
                  output: Optional[str] = None, order: Optional[Sequence[int]] = None,
                  num_masks: int = 1, order_agnostic: bool = False, seed: Optional[int] = 0):
         super().__init__(n_dims, n_levels, output, order)
-        self.hidden_sizes = list(hidden_sizes)
         self.num_masks, self.order_agnostic, self.seed = num_masks, order_agnostic, seed
-        sizes = [n_dims] + self.hidden_sizes
-        self.hidden = nn.ModuleList(MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.head = MaskedLinear(sizes[-1], n_dims * self.n_out)
+        self.net = MADENet(n_dims, hidden_sizes, self.n_out)
         self.mask_index = 0
         self.resample_masks(self._mask_seed(0))
 
@@ -452,10 +315,7 @@ class MADE(AutoregressiveModel):
         if self.order_agnostic:
             g = torch.Generator().manual_seed(0 if seed is None else seed)
             self.order.copy_(torch.randperm(self.n_dims, generator=g))
-        degrees = made_degrees(self.n_dims, self.hidden_sizes, self.order.tolist(), seed)
-        degrees[-1] = degrees[-1].repeat(self.n_out)  # output unit (p, d) has the degree of d
-        for layer, mask in zip(list(self.hidden) + [self.head], made_masks(degrees)):
-            layer.set_mask(mask)
+        self.net.set_masks(self.order.tolist(), seed)
 
     def set_mask(self, m: int) -> None:
         """Switch to connectivity ``m`` of ``0..num_masks-1``."""
@@ -463,11 +323,7 @@ class MADE(AutoregressiveModel):
         self.resample_masks(self._mask_seed(self.mask_index))
 
     def params(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._inputs(x)  # (B, D)
-        for layer in self.hidden:
-            h = torch.relu(layer(h))  # (B, H)
-        out = self.head(h)  # (B, P*D)
-        return out.view(len(x), self.n_out, self.n_dims).transpose(1, 2)  # (B, D, P)
+        return self.net(self._inputs(x))  # (B, D, P)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         if self.num_masks == 1 or self.training:
@@ -486,12 +342,11 @@ class MADE(AutoregressiveModel):
         return out
 
     @torch.no_grad()
-    def sample(self, n: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``n`` samples; with several masks each sample picks a connectivity uniformly (the mixture)."""
         if self.num_masks == 1:
-            return super().sample(n, seed, generator)
-        gen = _generator(seed, generator, self.device)
-        pick = torch.randint(self.num_masks, (n,), generator=gen, device=self.device)
+            return super().sample(n, generator=generator)
+        pick = torch.randint(self.num_masks, (n,), generator=generator, device=self.device)
         current = self.mask_index
         x = torch.zeros(n, self.n_dims, dtype=torch.float if self.output == "gaussian" else torch.long,
                         device=self.device)
@@ -499,7 +354,7 @@ class MADE(AutoregressiveModel):
             idx = (pick == m).nonzero().squeeze(-1)
             if len(idx):
                 self.set_mask(m)
-                x[idx] = super().sample(len(idx), generator=gen).to(x.dtype)
+                x[idx] = super().sample(len(idx), generator=generator).to(x.dtype)
         self.set_mask(current)
         return x
 
@@ -534,13 +389,13 @@ class RecurrentAR(AutoregressiveModel):
         return self.head(h)  # (B, D, P)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        gen = _generator(seed, generator, self.device)
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` samples ``(n, D)``: one RNN step per dimension, feeding each draw back in."""
         tok = torch.full((n, 1), self.start, dtype=torch.long, device=self.device)
         state, out = None, []
         for _ in range(self.n_dims):
             h, state = self.rnn(self.embed(tok), state)  # one step, (n, 1, H)
-            v = output_sample(self.head(h[:, 0]), self.output, self.n_levels, gen)  # (n,)
+            v = output_sample(self.head(h[:, 0]), self.output, self.n_levels, generator)  # (n,)
             out.append(v)
             tok = self._tokens(v)[:, None]
         x = torch.stack(out, 1)

@@ -7,6 +7,11 @@ r"""Data sets of the course. Nothing here ever downloads anything.
 * **2-D toys**: Gaussian mixtures with an exact ``log_prob`` and entropy (a ring of 8 and a 5x5
   grid), plus moons, circles and a swiss roll from scikit-learn (samples only).
 * **MNIST-style files**: IDX (optionally gzipped) or ``.npz`` files, read from a path the user gives.
+
+The 2-D toys are data, not models: their ``sample(n, seed=0)`` is a reproducible draw of a data set.
+
+Used by: every lecture (01_generative_models, 02_autoregressive, 03_pixelcnn, 04_vae) and every
+assignment (a1_maximum_likelihood, a2_autoregressive, a3_vae).
 """
 from __future__ import annotations
 

@@ -7,14 +7,20 @@ data distribution:
 
 because KL(p_data || p_\theta) = -H(p_data) - E_{p_data}[\log p_\theta(x)] and the entropy
 H(p_data) does not depend on \theta. Everything here works on any device and in any float dtype;
-logarithms are natural (nats).
+logarithms are natural (nats). Log-densities come from :mod:`gencourse.distributions`.
+
+Used by: lecture 01_generative_models; assignment a1_maximum_likelihood (``entropy``,
+``kl_divergence``, ``gaussian_mle``, ``poisson_mle``, ``forward_kl``, ``reverse_kl``,
+``fit_gaussian_kl``, ``gmm_log_prob`` and ``em_step`` are graded).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
+
+from .distributions import gaussian_log_prob, multivariate_normal_log_prob
 
 __all__ = [
     "entropy", "kl_divergence", "cross_entropy",
@@ -22,9 +28,6 @@ __all__ = [
     "normal_log_pdf", "mixture_1d_log_pdf", "trapezoid", "forward_kl", "reverse_kl", "fit_gaussian_kl",
     "gmm_log_prob", "gmm_responsibilities", "em_step", "GMMFit", "fit_gmm",
 ]
-
-LOG_2PI = math.log(2 * math.pi)
-
 
 # --------------------------------------------------------------------------------------------
 # Information and divergences between discrete distributions
@@ -108,9 +111,13 @@ def poisson_map(k: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
 # Forward vs reverse KL in 1-D, by quadrature on a grid
 # --------------------------------------------------------------------------------------------
 def normal_log_pdf(x: torch.Tensor, mu, sigma) -> torch.Tensor:
-    r"""\log N(x; \mu, \sigma^2), broadcasting ``x``, ``mu`` and ``sigma``."""
-    mu, sigma = torch.as_tensor(mu, dtype=x.dtype, device=x.device), torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    return -0.5 * ((x - mu) / sigma) ** 2 - torch.log(sigma) - 0.5 * LOG_2PI
+    r"""\log N(x; \mu, \sigma^2) elementwise, broadcasting ``x``, ``mu`` and the standard deviation ``sigma``.
+
+    The 1-D density of the lecture's plots, parametrised by \sigma as on the blackboard: it is
+    :func:`gencourse.distributions.gaussian_log_prob` with ``log_var = 2 log sigma`` and ``event_dims=0``.
+    """
+    log_var = 2 * torch.log(torch.as_tensor(sigma, dtype=x.dtype, device=x.device))
+    return gaussian_log_prob(x, torch.as_tensor(mu, dtype=x.dtype, device=x.device), log_var, event_dims=0)
 
 
 def mixture_1d_log_pdf(x: torch.Tensor, weights, means, stds) -> torch.Tensor:
@@ -177,14 +184,8 @@ def fit_gaussian_kl(log_p: torch.Tensor, x: torch.Tensor, direction: str,
 # Gaussian mixtures by maximum likelihood (EM)
 # --------------------------------------------------------------------------------------------
 def _component_log_probs(x: torch.Tensor, means: torch.Tensor, covs: torch.Tensor) -> torch.Tensor:
-    """\\log N(x_n; \\mu_k, \\Sigma_k) for every point and component, ``(N, K)``."""
-    d = x.shape[1]
-    chol = torch.linalg.cholesky(covs)  # (K, D, D)
-    diff = (x[None] - means[:, None]).transpose(1, 2)  # (K, D, N)
-    sol = torch.linalg.solve_triangular(chol, diff, upper=False)  # (K, D, N)
-    maha = (sol ** 2).sum(1)  # (K, N)
-    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
-    return (-0.5 * (maha + log_det[:, None] + d * LOG_2PI)).T  # (N, K)
+    r"""\log N(x_n; \mu_k, \Sigma_k) for every point and component, ``(N, K)``."""
+    return multivariate_normal_log_prob(x, means, covs).T
 
 
 def gmm_log_prob(x: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor) -> torch.Tensor:
@@ -238,7 +239,15 @@ class GMMFit:
     log_likelihood: list
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` log-densities of points ``(N, D)``."""
         return gmm_log_prob(x.to(self.means.dtype), self.weights, self.means, self.covs)
+
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        r"""``n`` points ``(n, D)``: a component k ~ Cat(\pi), then x = \mu_k + L_k \epsilon (L_k L_k^T = \Sigma_k)."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
+        eps = torch.randn(n, self.means.shape[1], 1, generator=generator, dtype=self.means.dtype,
+                          device=self.means.device)
+        return self.means[k] + (torch.linalg.cholesky(self.covs)[k] @ eps)[..., 0]
 
 
 def fit_gmm(x: torch.Tensor, k: int, iters: int = 100, seed: int = 0, tol: float = 1e-8,

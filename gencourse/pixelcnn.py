@@ -15,24 +15,32 @@ conditionals in ONE parallel pass; generation is still sequential, one pixel at 
   horizontal stack (the current row, to the left) that together see every earlier pixel, with
   the gated activation :func:`gated_activation`, optional class conditioning and optional
   continuous conditioning on a vector ``context`` (``context_dim > 0``; e.g. the latent ``z`` of a
-  PixelVAE decoder, :class:`gencourse.vae.VAE` with ``decoder="pixelcnn"``).
+  PixelVAE decoder, :class:`gencourse.vae.PixelCNNDecoder`).
 
-Both models: ``logits(x, y) -> (B, K, H, W)``, ``log_prob(x, y) -> (B,)`` in nats,
-``loss(x, y)``, ``sample(n, y, seed, method="naive"|"fast")``. ``x`` holds integer levels
+Both models (:class:`ImageAutoregressiveModel`): ``logits(x, y) -> (B, K, H, W)``,
+``log_prob(x, y) -> (B,)`` in nats, ``loss(x, y)``,
+``sample(n, *, y=None, generator=None, method="naive"|"fast")``. ``x`` holds integer levels
 ``0..K-1``, as ``(B, H*W)`` or ``(B, 1, H, W)``; the networks see ``x / (K - 1)``.
+
+Used by: lecture 03_pixelcnn, lecture 04_vae (the PixelVAE decoder); assignment
+a2_autoregressive (``causal_mask``, ``MaskedConv2d``, ``gated_activation`` and the samplers are
+graded; ``bits_per_dim``, defined in :mod:`gencourse.metrics`, is re-exported here for its hidden
+checks).
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributions import categorical_log_prob, categorical_sample
+from .metrics import bits_per_dim
+
 __all__ = [
-    "causal_mask", "MaskedConv2d", "StackConv2d", "PixelCNN", "GatedPixelCNN", "GatedLayer", "gated_activation",
-    "bits_per_dim", "receptive_field", "raster_earlier", "blind_spot",
+    "causal_mask", "MaskedConv2d", "StackConv2d", "ImageAutoregressiveModel", "PixelCNN", "GatedPixelCNN",
+    "GatedLayer", "gated_activation", "bits_per_dim", "receptive_field", "raster_earlier", "blind_spot",
 ]
 
 MASK_TYPES = ("A", "B")
@@ -93,13 +101,8 @@ def gated_activation(h: torch.Tensor) -> torch.Tensor:
     return torch.tanh(h_f) * torch.sigmoid(h_g)
 
 
-def bits_per_dim(nll_nats, n_dims: int):
-    r"""Negative log-likelihood per dimension in bits: ``nll / (D ln 2)``."""
-    return nll_nats / (n_dims * math.log(2))
-
-
-def _start_sampling(model, n: int, y, seed, generator):
-    """Labels expanded to ``n``, the generator (seeded if asked) and a blank canvas ``(n, 1, H, W)``.
+def _start_sampling(model, n: int, y):
+    """Labels expanded to ``n`` and a blank canvas ``(n, 1, H, W)``.
 
     A function rather than a method: it only needs ``device``, ``image_shape`` and ``_check_y``, so
     samplers also run on light stand-ins for a model (the hidden checks of assignment 2 use one).
@@ -107,13 +110,14 @@ def _start_sampling(model, n: int, y, seed, generator):
     if y is not None:
         y = torch.as_tensor(y, device=model.device).long().expand(n)
     model._check_y(y)
-    if generator is None and seed is not None:
-        generator = torch.Generator(device=model.device).manual_seed(seed)
-    return y, generator, torch.zeros(n, 1, *model.image_shape, device=model.device)
+    return y, torch.zeros(n, 1, *model.image_shape, device=model.device)
 
 
-class _ImageAR(nn.Module):
-    """Shared interface of the image models: reshaping, log_prob, loss and the two samplers."""
+class ImageAutoregressiveModel(nn.Module):
+    """Shared interface of the image models: reshaping, log_prob, loss and the two samplers.
+
+    A subclass defines ``logits(x, y=None) -> (B, K, H, W)`` (raster-order causal in ``x``).
+    """
 
     def __init__(self, n_levels: int, image_shape: Sequence[int], num_classes: Optional[int]):
         super().__init__()
@@ -141,8 +145,8 @@ class _ImageAR(nn.Module):
         r"""``log p(x | y) = sum_ij log softmax(logits)_{x_ij}``: ``(B,)`` nats (``context``: see
         :class:`GatedPixelCNN`)."""
         logits = self._logits(x, y, context)  # (B, K, H, W)
-        idx = self._image(x).round().long()  # (B, 1, H, W)
-        return torch.log_softmax(logits, dim=1).gather(1, idx).flatten(1).sum(-1)
+        levels = self._image(x).round()[:, 0]  # (B, H, W)
+        return categorical_log_prob(levels, logits.movedim(1, -1), event_dims=2)
 
     def loss(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean negative log-likelihood in nats per image."""
@@ -153,10 +157,10 @@ class _ImageAR(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: Optional[int] = None,
-               generator: Optional[torch.Generator] = None, method: str = "fast",
-               context: Optional[torch.Tensor] = None) -> torch.Tensor:
-        r"""``n`` images ``(n, 1, H, W)`` (int64 levels) drawn pixel by pixel in raster order.
+    def sample(self, n: int, *, y: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+               method: str = "fast", context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        r"""``n`` images ``(n, 1, H, W)`` (int64 levels) on the model's device, drawn pixel by pixel in
+        raster order (``y``: one label, or ``n`` labels, for a class-conditional model).
 
         ``method="naive"`` runs the whole network on the whole image for each of the ``H W``
         pixels. ``method="fast"`` runs it only on rows ``0..i`` when sampling row ``i``: a causal
@@ -165,18 +169,17 @@ class _ImageAR(nn.Module):
         """
         if method not in ("naive", "fast"):
             raise ValueError("method must be 'naive' or 'fast'")
-        y, gen, x = _start_sampling(self, n, y, seed, generator)
+        y, x = _start_sampling(self, n, y)
         H, W = self.image_shape
         for i in range(H):
             for j in range(W):
                 xin = x if method == "naive" else x[:, :, : i + 1]  # rows 0..i suffice
                 out = self.logits(xin, y) if context is None else self.logits(xin, y, context)  # duck-typed models too
-                logits = out[:, :, i, j]  # (n, K)
-                x[:, 0, i, j] = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0].float()
+                x[:, 0, i, j] = categorical_sample(out[:, :, i, j], generator).float()  # from logits (n, K)
         return x.long()
 
 
-class PixelCNN(_ImageAR):
+class PixelCNN(ImageAutoregressiveModel):
     r"""The plain PixelCNN: a mask-A convolution, then residual mask-B convolutions, then 1x1 convs.
 
     .. math:: p(x \mid y) = \prod_{ij} \mathrm{Cat}\big(x_{ij};\ \mathrm{softmax}(f(x_{<ij}, y)_{ij})\big)
@@ -299,7 +302,7 @@ class GatedLayer(nn.Module):
         return v_out, self.horizontal(h, v_feat, y, context)
 
 
-class GatedPixelCNN(_ImageAR):
+class GatedPixelCNN(ImageAutoregressiveModel):
     r"""Gated PixelCNN: vertical + horizontal stacks (no blind spot), gated units, class conditioning.
 
     .. math:: p(x \mid y) = \prod_{ij} \mathrm{Cat}\big(x_{ij};\ \mathrm{softmax}(f(x_{<ij}, y)_{ij})\big)
@@ -347,9 +350,8 @@ class GatedPixelCNN(_ImageAR):
         return self.out(h)  # (B, K, H, W)
 
     @torch.no_grad()
-    def sample(self, n: int, y: Optional[torch.Tensor] = None, seed: Optional[int] = None,
-               generator: Optional[torch.Generator] = None, method: str = "fast",
-               context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def sample(self, n: int, *, y: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+               method: str = "fast", context: Optional[torch.Tensor] = None) -> torch.Tensor:
         r"""``n`` images ``(n, 1, H, W)`` drawn pixel by pixel in raster order (``context``:
         ``(n, context_dim)``, one vector per image, when the model is context-conditional).
 
@@ -360,10 +362,10 @@ class GatedPixelCNN(_ImageAR):
         distribution, a fraction of the work.
         """
         if method == "naive":
-            return super().sample(n, y, seed, generator, method, context)
+            return super().sample(n, y=y, generator=generator, method=method, context=context)
         if method != "fast":
             raise ValueError("method must be 'naive' or 'fast'")
-        y, gen, x = _start_sampling(self, n, y, seed, generator)
+        y, x = _start_sampling(self, n, y)
         context = self._check_context(context)
         H, W = self.image_shape
         for i in range(H):
@@ -376,8 +378,7 @@ class GatedPixelCNN(_ImageAR):
                 h = self.h_first(self._inputs(x[:, :, i: i + 1]))  # (n, C, 1, W)
                 for layer, v_feat in zip(self.layers, v_rows):
                     h = layer.horizontal(h, v_feat, y, context)
-                logits = self.out(h)[:, :, 0, j]  # (n, K)
-                x[:, 0, i, j] = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0].float()
+                x[:, 0, i, j] = categorical_sample(self.out(h)[:, :, 0, j], generator).float()  # from logits (n, K)
         return x.long()
 
 

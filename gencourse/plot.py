@@ -1,4 +1,8 @@
-"""Small plotting helpers shared by the lectures (matplotlib only; nothing is shown at import)."""
+"""Small plotting helpers shared by the lectures (matplotlib only; nothing is shown at import).
+
+Used by: lectures 01_generative_models (2-D densities and scatter plots), 02_autoregressive,
+03_pixelcnn and 04_vae (image grids); assignments a2_autoregressive and a3_vae (image grids).
+"""
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence

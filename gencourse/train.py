@@ -3,6 +3,10 @@
 Every model of the course exposes ``loss(x)`` (or ``loss(x, y)`` when conditional) returning a
 scalar to minimise; :func:`fit` trains any of them with Adam on minibatches, shows a progress bar,
 stops at an epoch or wall-clock budget, and keeps the weights that did best on validation data.
+:func:`devices` lists the devices tests and hidden checks run on (the CPU, and CUDA when present).
+
+Used by: every lecture (01_generative_models, 02_autoregressive, 03_pixelcnn, 04_vae) and every
+assignment (a1_maximum_likelihood, a2_autoregressive, a3_vae); the grading side imports ``devices``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 r"""Variational autoencoders: the evidence lower bound (ELBO), its pieces, and the IWAE bound.
 
-A latent-variable model p(x, z) = p(x | z) p(z) with p(z) = N(0, I) has an intractable marginal
-likelihood p(x) = \int p(x | z) p(z) dz. For any distribution q(z | x),
+A latent-variable model p(x, z) = p(x | z) p(z) has an intractable marginal likelihood
+p(x) = \int p(x | z) p(z) dz. For any distribution q(z | x),
 
     \log p(x) = E_q[\log p(x | z)] - KL(q(z | x) || p(z)) + KL(q(z | x) || p(z | x)),
 
@@ -20,158 +20,57 @@ dimensions, never averaged); only :meth:`VAE.loss` takes a mean over the batch. 
 in nats.
 
 Contents:
-    * pure functions: :func:`reparameterize`, :func:`sample_diag_gaussian`,
-      :func:`kl_diag_gaussian_standard_normal`, :func:`gaussian_log_prob`,
-      :func:`standard_normal_log_prob`, :func:`bernoulli_log_prob`, :func:`categorical_log_prob`,
-      :func:`gaussian_mse_log_prob`, :func:`elbo`, :func:`elbo_from_samples`, :func:`iwae_bound`;
+    * pure functions: :func:`elbo`, :func:`elbo_from_samples`, :func:`iwae_bound`, and from
+      :mod:`gencourse.distributions` (re-exported: the assignment imports them from here)
+      :func:`reparameterize`, :func:`kl_diag_gaussian_standard_normal`, :func:`gaussian_log_prob`,
+      :func:`standard_normal_log_prob`, :func:`bernoulli_log_prob`, :func:`categorical_log_prob`;
     * gradient estimators of E_q[f(z)]: :func:`score_function_grad`, :func:`reparam_grad`;
     * :class:`LinearGaussianModel`: a model where every quantity of the ELBO derivation is exact;
-    * :class:`MaskedLinear`, :class:`MADE`, :class:`IAFStep`, :class:`IAFPosterior`: an inverse
-      autoregressive flow posterior (Kingma et al., 2016);
-    * :class:`MADEDecoder`: an autoregressive p(x | z) (a MADE given z), :class:`VampPrior`;
-    * :class:`VAE`: MLP encoder and a Bernoulli, categorical, Gaussian or autoregressive (MADE or
-      Gated PixelCNN, the PixelVAE of Gulrajani et al., 2017) decoder.
+    * the parts of a VAE, each with its own ``log_prob`` and ``sample``: the encoder
+      :class:`GaussianEncoder` (optionally with an IAF posterior, :mod:`gencourse.flows`), the
+      decoders p(x | z) :class:`BernoulliDecoder`, :class:`CategoricalDecoder`,
+      :class:`GaussianDecoder`, :class:`MADEDecoder` and :class:`PixelCNNDecoder` (autoregressive;
+      the latter is the PixelVAE of Gulrajani et al., 2017), the priors p(z)
+      :class:`StandardNormalPrior` and :class:`VampPrior`;
+    * :class:`VAE` ``(encoder, decoder, prior)`` and the factory :func:`make_vae`.
+
+Used by: lecture 04_vae; assignment a3_vae (``reparameterize``, ``kl_diag_gaussian_standard_normal``,
+``elbo``, ``iwae_bound``, :class:`LinearGaussianModel` and the Bernoulli VAE are graded; the
+notebook imports ``LinearGaussianModel, gaussian_log_prob, kl_gaussians, reparam_grad,
+score_function_grad, standard_normal_log_prob`` from here).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from functools import partial
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import MaskedLinear as _SettableMaskedLinear
-from .autoregressive import made_degrees, made_masks
+from .distributions import (bernoulli_log_prob, bernoulli_sample, categorical_log_prob, categorical_sample,
+                            gaussian_log_prob, gaussian_sample, kl_diag_gaussian_standard_normal,
+                            multivariate_normal_log_prob, reparameterize, standard_normal_log_prob)
+from .flows import IAFPosterior
+from .nn import MADENet, MaskedLinear, made_masks, mlp
 from .pixelcnn import GatedPixelCNN
 
 __all__ = [
-    "LOG_2PI", "reparameterize", "sample_diag_gaussian", "kl_diag_gaussian_standard_normal",
-    "gaussian_log_prob", "standard_normal_log_prob", "bernoulli_log_prob", "categorical_log_prob",
-    "gaussian_mse_log_prob", "elbo", "elbo_from_samples", "iwae_bound",
-    "score_function_grad", "reparam_grad", "kl_gaussians",
-    "LinearGaussianModel", "MaskedLinear", "MADE", "IAFStep", "IAFPosterior", "VAE",
-    "MADEDecoder", "VampPrior", "DECODERS", "AUTOREGRESSIVE_DECODERS", "PRIORS",
+    "reparameterize", "kl_diag_gaussian_standard_normal", "gaussian_log_prob", "standard_normal_log_prob",
+    "bernoulli_log_prob", "categorical_log_prob", "elbo", "elbo_from_samples", "iwae_bound",
+    "score_function_grad", "reparam_grad", "kl_gaussians", "LinearGaussianModel",
+    "GaussianEncoder", "BernoulliDecoder", "CategoricalDecoder", "GaussianDecoder", "MADEDecoder",
+    "PixelCNNDecoder", "StandardNormalPrior", "VampPrior", "VAE", "make_vae", "DECODERS", "PRIORS",
 ]
 
-#: log(2 pi), the constant of every Gaussian log-density.
-LOG_2PI = math.log(2 * math.pi)
-#: Decoder families the :class:`VAE` supports.
-DECODERS = ("bernoulli", "categorical", "gaussian", "made", "pixelcnn")
-#: Decoders whose p(x | z) is autoregressive: they read x, and sample one pixel at a time.
-AUTOREGRESSIVE_DECODERS = ("made", "pixelcnn")
-#: Priors p(z) the :class:`VAE` supports.
-PRIORS = ("standard", "vamp")
+#: The hidden nonlinearity of the VAE's MLPs.
+_ACT = partial(nn.LeakyReLU, 0.1)
 
 
 # --------------------------------------------------------------------------------------------
 # Pure functions (the assignment's hidden tests compare student code with these)
 # --------------------------------------------------------------------------------------------
-def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    r"""z = \mu + \exp(\frac{1}{2} \log \sigma^2) \odot \epsilon.
-
-    Args:
-        mu: ``(..., H)`` posterior means.
-        log_var: ``(..., H)`` posterior log-variances \log \sigma^2.
-        eps: standard normal noise broadcastable with ``mu``, e.g. ``(B, H)`` or ``(S, B, H)``.
-
-    Returns:
-        ``z`` with the broadcast shape of the three inputs; differentiable in ``mu`` and ``log_var``.
-    """
-    return mu + torch.exp(0.5 * log_var) * eps
-
-
-def sample_diag_gaussian(mu: torch.Tensor, log_var: torch.Tensor, n_samples: Optional[int] = None,
-                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    r"""z = \mu + \sigma \odot \epsilon with \epsilon ~ N(0, I) drawn from ``generator``.
-
-    Returns ``(B, H)`` when ``n_samples`` is None, else ``(n_samples, B, H)``.
-    """
-    shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
-    eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
-    return reparameterize(mu, log_var, eps)
-
-
-def kl_diag_gaussian_standard_normal(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    r"""KL(N(\mu, diag \sigma^2) || N(0, I)) = \frac{1}{2} \sum_j (\mu_j^2 + \sigma_j^2 - \log \sigma_j^2 - 1).
-
-    Args:
-        mu, log_var: ``(..., H)``.
-
-    Returns:
-        ``(...)``: the KL in nats summed over the ``H`` latent dimensions (``(B,)`` for ``(B, H)``).
-    """
-    return 0.5 * (mu ** 2 + torch.exp(log_var) - log_var - 1.0).sum(-1)
-
-
-def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor | float) -> torch.Tensor:
-    r"""\log N(x; m, diag \sigma^2) = -\frac{1}{2} \sum_d [\log 2\pi + \log \sigma_d^2 + (x_d - m_d)^2 / \sigma_d^2].
-
-    Args:
-        x, mean: ``(..., D)``, broadcastable.
-        log_var: ``(..., D)`` or a scalar (shared variance).
-
-    Returns:
-        ``(...)``: summed over the last dimension.
-    """
-    log_var = torch.as_tensor(log_var, dtype=mean.dtype, device=mean.device)
-    per_dim = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2 * torch.exp(-log_var))  # (..., D)
-    return per_dim.sum(-1)
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    r"""\log N(z; 0, I) = -\frac{1}{2} \sum_j (z_j^2 + \log 2\pi); ``(..., H) -> (...)``."""
-    return -0.5 * (z ** 2 + LOG_2PI).sum(-1)
-
-
-def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    r"""\log p(x | z) = \sum_d [x_d \log \pi_d + (1 - x_d) \log(1 - \pi_d)], \pi_d = sigmoid(logit_d).
-
-    Computed stably as -BCE-with-logits (\log \pi = -softplus(-l), \log(1 - \pi) = -softplus(l)).
-
-    Args:
-        x: ``(..., D)`` binary pixels (float 0/1).
-        logits: ``(..., D)`` decoder logits, broadcastable with ``x``.
-
-    Returns:
-        ``(...)``: summed over pixels.
-    """
-    x, logits = torch.broadcast_tensors(x.to(logits.dtype), logits)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-
-
-def categorical_log_prob(x_levels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    r"""\log p(x | z) = \sum_d \log softmax(logits_d)[x_d] for pixels with L intensity levels.
-
-    Args:
-        x_levels: ``(..., D)`` integer levels in ``0..L-1`` (17 for the digits).
-        logits: ``(..., D, L)`` decoder logits, broadcastable with ``x_levels`` in the leading dims.
-
-    Returns:
-        ``(...)``: summed over pixels.
-    """
-    log_p = F.log_softmax(logits, dim=-1)  # (..., D, L)
-    idx = x_levels.long().unsqueeze(-1).expand(*log_p.shape[:-1], 1)  # (..., D, 1)
-    return log_p.gather(-1, idx).squeeze(-1).sum(-1)
-
-
-def gaussian_mse_log_prob(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
-    r"""\log N(x; m, \sigma^2 I) = -\frac{1}{2\sigma^2} ||x - m||^2 - \frac{D}{2} \log(2\pi\sigma^2).
-
-    The Gaussian decoder with a fixed variance: maximising it is minimising the squared error, the
-    autoencoder's MSE loss, with 1 / (2 \sigma^2) playing the role of a weight against the KL.
-
-    Args:
-        x, mean: ``(..., D)``; sigma: the fixed standard deviation.
-
-    Returns:
-        ``(...)``: summed over the last dimension.
-    """
-    d = x.shape[-1]
-    sq = ((x - mean) ** 2).sum(-1)  # (...)
-    return -0.5 * sq / sigma ** 2 - 0.5 * d * math.log(2 * math.pi * sigma ** 2)
-
-
 def elbo(log_p_x_given_z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     r"""ELBO(x) = E_q[\log p(x | z)] - KL(N(\mu, diag \sigma^2) || N(0, I)), the KL in closed form.
 
@@ -293,6 +192,8 @@ def kl_gaussians(m0: torch.Tensor, s0: torch.Tensor, m1: torch.Tensor, s1: torch
     return 0.5 * (trace + maha - h + logdet1 - logdet0)
 
 
+
+
 class LinearGaussianModel(nn.Module):
     r"""p(z) = N(0, I_H),  p(x | z) = N(W z + b, \sigma^2 I_D).
 
@@ -336,15 +237,11 @@ class LinearGaussianModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r"""Exact \log p(x) = \log N(x; b, W W^T + \sigma^2 I), ``(B, D) -> (B,)``."""
-        chol = torch.linalg.cholesky(self.marginal_cov())  # (D, D)
-        diff = (x - self.b).T  # (D, B)
-        white = torch.linalg.solve_triangular(chol, diff, upper=False)  # (D, B)
-        logdet = 2 * torch.log(torch.diagonal(chol)).sum()
-        return -0.5 * (self.data_dim * LOG_2PI + logdet + (white ** 2).sum(0))
+        return multivariate_normal_log_prob(x, self.b, self.marginal_cov())
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         r"""\log p(x | z) = \log N(x; W z + b, \sigma^2 I); ``x (B, D)``, ``z (..., B, H) -> (..., B)``."""
-        return gaussian_mse_log_prob(x, z @ self.W.T + self.b, self.sigma)
+        return gaussian_log_prob(x, z @ self.W.T + self.b, 2 * math.log(self.sigma))
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Exact p(z | x) = N(mean, cov): ``mean (B, H)`` and ``cov (H, H)`` (the same for every x)."""
@@ -377,132 +274,184 @@ class LinearGaussianModel(nn.Module):
         post_mean, post_cov = self.posterior(x)
         return kl_gaussians(q_mean, q_cov, post_mean, post_cov)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood in nats per example (maximum likelihood = probabilistic PCA)."""
+        return -self.log_prob(x).mean()
+
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``n`` draws ``(n, D)`` of x by ancestral sampling z ~ p(z), x ~ p(x | z)."""
         kw = dict(generator=generator, dtype=self.W.dtype, device=self.W.device)
         z = torch.randn(n, self.latent_dim, **kw)
         return z @ self.W.T + self.b + self.sigma * torch.randn(n, self.data_dim, **kw)
 
 
+
+
 # --------------------------------------------------------------------------------------------
-# Inverse autoregressive flow posterior (Kingma et al., 2016), with its own MADE
+# The encoder q(z | x)
 # --------------------------------------------------------------------------------------------
-class MaskedLinear(nn.Linear):
-    r"""y = (M \odot W) x + b: a linear layer whose weight is multiplied by a fixed 0/1 mask ``(out, in)``."""
+class GaussianEncoder(nn.Module):
+    r"""q(z | x) = N(\mu(x), diag \sigma^2(x)) from an MLP, optionally followed by an IAF.
 
-    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
-        super().__init__(in_features, out_features)
-        self.register_buffer("mask", mask.to(self.weight.dtype))
+    With ``iaf_steps = T > 0`` the Gaussian draw z_0 is pushed through T inverse autoregressive
+    flow steps (:class:`gencourse.flows.IAFPosterior`, context: the MLP's last hidden features),
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.mask * self.weight, self.bias)
-
-
-class MADE(nn.Module):
-    r"""Masked autoencoder (Germain et al., 2015): output block k, dimension i depends on z_{<i} only.
-
-    Degrees: input i has degree i (1..H); hidden units get degrees in 1..H-1; a hidden unit of
-    degree m sees inputs of degree <= m; output i sees hidden units of degree < i. An optional
-    context vector (e.g. from the encoder) enters the first hidden layer unmasked.
+        \log q(z_T | x) = \log N(z_0; \mu(x), \sigma^2(x)) - \sum_t \log|\det dz_t / dz_{t-1}|.
 
     Args:
-        dim: H, the number of autoregressive variables.
-        hidden: width of the hidden layers.
-        n_hidden: number of hidden layers.
-        n_outputs: outputs per variable (2 for an IAF step: shift and gate).
-        context_dim: size of the context (0 for none).
-    Returns (forward): ``(B, n_outputs, H)``.
+        data_dim: D; latent_dim: H.
+        hidden: widths of the MLP's hidden layers (at least one).
+        n_levels: when set, x holds integer levels and the network sees x / (n_levels - 1) in [0, 1].
+        dropout: dropout rate between hidden layers.
+        iaf_steps, iaf_hidden: number of IAF steps (0: a plain Gaussian q) and width of their MADEs.
     """
 
-    def __init__(self, dim: int, hidden: int = 64, n_hidden: int = 1, n_outputs: int = 2,
-                 context_dim: int = 0):
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), *,
+                 n_levels: Optional[int] = None, dropout: float = 0.0, iaf_steps: int = 0, iaf_hidden: int = 64):
         super().__init__()
-        self.dim, self.n_outputs = dim, n_outputs
-        in_deg = torch.arange(1, dim + 1)
-        max_hidden_deg = max(dim - 1, 1)
-        layers, prev = [], in_deg
-        for _ in range(n_hidden):
-            deg = torch.arange(hidden) % max_hidden_deg + 1  # (hidden,)
-            layers.append(MaskedLinear(len(prev), hidden, (deg[:, None] >= prev[None, :]).float()))
-            prev = deg
-        out_deg = in_deg.repeat(n_outputs)  # (n_outputs * H,)
-        self.hidden_layers = nn.ModuleList(layers)
-        self.out = MaskedLinear(len(prev), n_outputs * dim, (out_deg[:, None] > prev[None, :]).float())
-        self.context = nn.Linear(context_dim, hidden, bias=False) if context_dim > 0 and n_hidden > 0 else None
+        hidden = list(hidden)
+        self.data_dim, self.latent_dim, self.n_levels = data_dim, latent_dim, n_levels
+        self.net = mlp([data_dim, *hidden], _ACT, dropout, final_activation=True)  # x -> features h
+        self.out = nn.Linear(hidden[-1], 2 * latent_dim)  # mean and log-variance
+        self.iaf = IAFPosterior(latent_dim, iaf_steps, iaf_hidden, hidden[-1]) if iaf_steps > 0 else None
 
-    def forward(self, z: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = z
-        for i, layer in enumerate(self.hidden_layers):
-            h = layer(h)
-            if i == 0 and self.context is not None and context is not None:
-                h = h + self.context(context)
-            h = F.elu(h)
-        return self.out(h).reshape(*z.shape[:-1], self.n_outputs, self.dim)  # (B, n_outputs, H)
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network reads: ``x`` in [0, 1] (levels divided by L - 1) in the encoder's dtype."""
+        u = x.to(self.out.weight.dtype)
+        return u if self.n_levels is None else u / (self.n_levels - 1)
+
+    def gaussian(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mu, log_var, h)`` at network inputs ``u (B, D)`` (already in [0, 1]): ``(B, H)``, ``(B, H)``,
+        features ``(B, hidden[-1])``."""
+        h = self.net(u)
+        mu, log_var = self.out(h).chunk(2, dim=-1)
+        return mu, log_var, h
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian part of q(z | x): ``(mu, log_var)``, each ``(B, H)``."""
+        mu, log_var, _ = self.gaussian(self.inputs(x))
+        return mu, log_var
+
+    def sample(self, x: torch.Tensor, n_samples: int = 1, *,
+               generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Reparameterised z ~ q(z | x) ``(S, B, H)`` and \log q(z | x) ``(S, B)``."""
+        mu, log_var, h = self.gaussian(self.inputs(x))
+        z = gaussian_sample(mu, log_var, n_samples, generator=generator)  # (S, B, H)
+        log_q = gaussian_log_prob(z, mu, log_var)  # (S, B)
+        if self.iaf is not None:
+            z, log_det = self.iaf(z, h.expand(n_samples, *h.shape))
+            log_q = log_q - log_det
+        return z, log_q
+
+    def log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        r"""\log q(z | x) at given latents ``z (..., B, H)`` -> ``(..., B)`` (with IAF: through its inverse)."""
+        mu, log_var, h = self.gaussian(self.inputs(x))
+        if self.iaf is None:
+            return gaussian_log_prob(z, mu, log_var)
+        z0, log_det = self.iaf.inverse(z, h.expand(*z.shape[:-1], h.shape[-1]))
+        return gaussian_log_prob(z0, mu, log_var) + log_det
 
 
-class IAFStep(nn.Module):
-    r"""One IAF step z' = g \odot z + (1 - g) \odot m,  g = sigmoid(s + GATE_BIAS), (m, s) = MADE(z, h).
+# --------------------------------------------------------------------------------------------
+# Decoders p(x | z): log_prob(x, z) -> (..., B) for x (B, D), z (..., B, H); sample(z) -> (n, D)
+# --------------------------------------------------------------------------------------------
+class BernoulliDecoder(nn.Module):
+    r"""p(x | z) = \prod_d Bernoulli(x_d; sigmoid(\ell_d(z))) for binary x ``(B, D)`` (float 0/1).
 
-    Because m_i and s_i depend on z_{<i} only, the Jacobian dz'/dz is triangular with diagonal g,
-    so \log|\det dz'/dz| = \sum_i \log g_i. This is the numerically stable "LSTM-type" update of
-    Kingma et al. (2016); the gate bias starts the step close to the identity.
-    Direction: forward maps a posterior sample z_{t-1} to z_t and returns \log|\det dz_t/dz_{t-1}|.
+    Args:
+        data_dim: D; latent_dim: H; hidden: widths of the MLP z -> logits; dropout: between its layers.
     """
 
-    GATE_BIAS = 2.0
+    has_mean = True
 
-    def __init__(self, dim: int, hidden: int = 64, context_dim: int = 0):
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0):
         super().__init__()
-        self.made = MADE(dim, hidden, n_hidden=1, n_outputs=2, context_dim=context_dim)
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+        self.net = mlp([latent_dim, *hidden, data_dim], _ACT, dropout)
 
-    def forward(self, z: torch.Tensor, context: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.made(z, context)  # (..., 2, H)
-        m, s = out[..., 0, :], out[..., 1, :]
-        log_gate = F.logsigmoid(s + self.GATE_BIAS)  # (..., H)
-        gate = torch.exp(log_gate)
-        return gate * z + (1 - gate) * m, log_gate.sum(-1)
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., H) -> (..., D)``."""
+        return self.net(z)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""\log p(x | z) summed over pixels: ``(..., B)``."""
+        return bernoulli_log_prob(x, self.logits(z))
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x ~ p(x | z): ``(n, D)`` floats 0/1."""
+        return bernoulli_sample(self.logits(z), generator)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] = sigmoid(logits), ``(..., D)``."""
+        return torch.sigmoid(self.logits(z))
 
 
-class IAFPosterior(nn.Module):
-    r"""q(z_T | x): z_0 ~ N(\mu(x), diag \sigma^2(x)), z_t = f_t(z_{t-1}; h(x)),
-    \log q(z_T | x) = \log N(z_0; \mu, \sigma^2) - \sum_t \log|\det dz_t / dz_{t-1}|.
+class CategoricalDecoder(nn.Module):
+    r"""p(x | z) = \prod_d Cat(x_d; softmax(\ell_d(z))) for x ``(B, D)`` of integer levels ``0..L-1``.
 
-    The order of the variables is reversed between steps (a permutation, |det| = 1), so that
-    every variable gets to depend on every other one.
+    Args:
+        data_dim: D; latent_dim: H; n_levels: L (17 for the digits); hidden, dropout: the MLP z -> logits.
     """
 
-    def __init__(self, dim: int, n_steps: int = 2, hidden: int = 64, context_dim: int = 0):
+    has_mean = True
+
+    def __init__(self, data_dim: int, latent_dim: int, n_levels: int = 17, hidden: Sequence[int] = (256, 256),
+                 dropout: float = 0.0):
         super().__init__()
-        self.steps = nn.ModuleList(IAFStep(dim, hidden, context_dim) for _ in range(n_steps))
+        self.data_dim, self.latent_dim, self.n_levels = data_dim, latent_dim, n_levels
+        self.net = mlp([latent_dim, *hidden, data_dim * n_levels], _ACT, dropout)
 
-    def forward(self, z: torch.Tensor, context: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z (..., H)`` -> ``(z_T (..., H), log_det (...))`` with log_det = \\sum_t \\log|\\det J_t|."""
-        log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-        for i, step in enumerate(self.steps):
-            if i > 0:
-                z = z.flip(-1)
-            z, ld = step(z, context)
-            log_det = log_det + ld
-        return z, log_det
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., H) -> (..., D, L)``."""
+        return self.net(z).unflatten(-1, (self.data_dim, self.n_levels))
 
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""\log p(x | z) summed over pixels: ``(..., B)``."""
+        return categorical_log_prob(x, self.logits(z))
 
-# --------------------------------------------------------------------------------------------
-# The VAE
-# --------------------------------------------------------------------------------------------
-def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.1))
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x ~ p(x | z): ``(n, D)`` int64 levels."""
+        return categorical_sample(self.logits(z), generator)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] in level units, ``(..., D)``."""
+        levels = torch.arange(self.n_levels, dtype=z.dtype, device=z.device)
+        return (F.softmax(self.logits(z), -1) * levels).sum(-1)
 
 
-# --------------------------------------------------------------------------------------------
-# An autoregressive decoder and a learned prior (VLAE / PixelVAE-style, VampPrior)
-# --------------------------------------------------------------------------------------------
+class GaussianDecoder(nn.Module):
+    r"""p(x | z) = N(x; m(z), \sigma^2 I) with a FIXED \sigma: maximising it is minimising the squared
+    error, the autoencoder's loss, with 1 / (2 \sigma^2) weighting it against the KL.
+
+    Args:
+        data_dim: D; latent_dim: H; hidden, dropout: the MLP z -> m(z); sigma: the fixed standard deviation.
+    """
+
+    has_mean = True
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), sigma: float = 0.1,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.data_dim, self.latent_dim, self.sigma = data_dim, latent_dim, float(sigma)
+        self.log_var = 2 * math.log(self.sigma)
+        self.net = mlp([latent_dim, *hidden, data_dim], _ACT, dropout)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """m(z), ``(..., D)``."""
+        return self.net(z)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""\log N(x; m(z), \sigma^2 I) summed over pixels: ``(..., B)``."""
+        return gaussian_log_prob(x, self.mean(z), self.log_var)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x = m(z) + \\sigma \\epsilon: ``(n, D)`` floats."""
+        return gaussian_sample(self.mean(z), self.log_var, generator=generator)
+
+
 class MADEDecoder(nn.Module):
     r"""Autoregressive p(x | z) = \prod_{d=1}^{D} Cat(x_d; softmax(\ell_d(x_{<d}, z))): a MADE given z.
 
@@ -514,11 +463,11 @@ class MADEDecoder(nn.Module):
         \ell_d = [U c]_d + [(M^{out} \odot W^{out}) h^{(L)}]_d + [(M^{dir} \odot A) \tilde x]_d + b_d,
 
     with \tilde x = x / (L - 1). ``U c`` is the plain categorical VAE decoder (global shape from z),
-    the masked MLP adds the dependence between pixels, and ``A`` is a masked direct connection
-    (an FVSBN: pixel d regresses on pixels d' < d). The masks (:func:`gencourse.autoregressive.made_degrees`,
-    ``made_masks``) let \ell_d see x_{<d} only, so each factor is a normalised conditional and
+    the masked MLP (:class:`gencourse.nn.MADENet` with context c) adds the dependence between
+    pixels, and ``A`` is a masked direct connection (an FVSBN: pixel d regresses on pixels d' < d).
+    The masks let \ell_d see x_{<d} only, so each factor is a normalised conditional and
     \log p(x | z) = \sum_d \log softmax(\ell_d)[x_d] is exact: the ELBO and IWAE stay valid bounds.
-    Sampling is sequential: D passes, one pixel each.
+    Sampling is sequential: D passes, one pixel each; its mean is intractable (``has_mean = False``).
 
     Args:
         data_dim: D; latent_dim: H; n_levels: L.
@@ -527,295 +476,214 @@ class MADEDecoder(nn.Module):
         dropout: dropout on the hidden units (training only).
         direct_window: if set, the direct connection A sees only earlier pixels within this many
             rows and columns of pixel d (a local, PixelCNN-like prior; images must be square).
-
-    Forward: ``x (B, D)`` integer levels and ``z (..., B, H)`` -> logits ``(..., B, D, L)``.
     """
 
-    def __init__(self, data_dim: int, latent_dim: int, n_levels: int, hidden: tuple[int, ...] = (128,),
-                 context_hidden: tuple[int, ...] = (256,), dropout: float = 0.0,
-                 direct_window: Optional[int] = None):
+    has_mean = False
+
+    def __init__(self, data_dim: int, latent_dim: int, n_levels: int = 17, hidden: Sequence[int] = (128,),
+                 context_hidden: Sequence[int] = (256,), dropout: float = 0.0, direct_window: Optional[int] = None):
         super().__init__()
-        self.data_dim, self.n_levels = data_dim, n_levels
-        hidden, context_hidden = list(hidden), list(context_hidden)
+        self.data_dim, self.latent_dim, self.n_levels = data_dim, latent_dim, n_levels
         n_out = data_dim * n_levels
-        self.context = nn.Sequential(_mlp([latent_dim, *context_hidden], dropout), nn.LeakyReLU(0.1),
+        self.context = nn.Sequential(*mlp([latent_dim, *context_hidden], _ACT, dropout, final_activation=True),
                                      nn.Dropout(dropout))  # z -> c
-        c_dim = context_hidden[-1]
+        c_dim = list(context_hidden)[-1]
         self.global_out = nn.Linear(c_dim, n_out)  # U c + b
-        self.context_in = nn.Linear(c_dim, hidden[0], bias=False)  # V c
-        sizes = [data_dim, *hidden]
-        self.masked = nn.ModuleList(_SettableMaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.head = _SettableMaskedLinear(hidden[-1], n_out, bias=False)
-        self.direct = _SettableMaskedLinear(data_dim, n_out, bias=False)
-        degrees = made_degrees(data_dim, hidden)  # natural (raster) order, evenly spread degrees
-        degrees[-1] = degrees[-1].repeat(n_levels)  # output unit l * D + d has the degree of pixel d
-        for layer, mask in zip([*self.masked, self.head], made_masks(degrees)):
-            layer.set_mask(mask)
-        direct_mask = made_masks([degrees[0], degrees[-1]])[0]  # (L * D, D): strictly earlier pixels
+        self.made = MADENet(data_dim, hidden, n_levels, context_dim=c_dim, activation=_ACT, dropout=dropout,
+                            head_bias=False)  # natural (raster) order, evenly spread degrees
+        self.direct = MaskedLinear(data_dim, n_out, bias=False)
+        deg_in = torch.arange(1, data_dim + 1)
+        direct_mask = made_masks([deg_in, deg_in.repeat(n_levels)])[0]  # (L * D, D): strictly earlier pixels
         if direct_window is not None:  # and only those within ``direct_window`` rows/columns (square images)
             side = math.isqrt(data_dim)
             r, col = torch.arange(data_dim) // side, torch.arange(data_dim) % side
             near = ((r[:, None] - r[None, :]).abs() <= direct_window) & ((col[:, None] - col[None, :]).abs() <= direct_window)
             direct_mask = direct_mask * near.float().repeat(n_levels, 1)
         self.direct.set_mask(direct_mask)
-        self.act, self.drop = nn.LeakyReLU(0.1), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Logits of the conditionals, ``x (B, D)`` levels and ``z (..., B, H)`` -> ``(..., B, D, L)``."""
         x_in = x.to(z.dtype) / (self.n_levels - 1)  # (B, D) in [0, 1]
         c = self.context(z)  # (..., B, C)
-        h = self.drop(self.act(self.masked[0](x_in) + self.context_in(c)))  # x's part computed once for all z
-        for layer in self.masked[1:]:
-            h = self.drop(self.act(layer(h)))  # (..., B, Hl)
-        out = self.global_out(c) + self.head(h) + self.direct(x_in)  # (..., B, L * D), unit l * D + d
-        return out.unflatten(-1, (self.n_levels, self.data_dim)).transpose(-1, -2)  # (..., B, D, L)
+        paths = self.global_out(c) + self.direct(x_in)  # (..., B, L * D), unit l * D + d
+        return self.made(x_in, c) + paths.unflatten(-1, (self.n_levels, self.data_dim)).transpose(-1, -2)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""\sum_d \log p(x_d | x_{<d}, z), exact: ``(..., B)``."""
+        return categorical_log_prob(x, self.logits(x, z))
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, generator: Optional[torch.Generator] = None,
-               mode: bool = False) -> torch.Tensor:
-        """x ~ p(x | z) ``(n, D)`` int64, one pixel at a time; ``mode=True`` takes each conditional's argmax."""
+    def sample(self, z: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x ~ p(x | z) ``(n, D)`` int64, one pixel at a time."""
         x = torch.zeros(z.shape[0], self.data_dim, dtype=torch.long, device=z.device)
         for d in range(self.data_dim):
-            logits = self(x, z)[:, d]  # (n, L): depends on x_{<d} only
-            if mode:
-                x[:, d] = logits.argmax(-1)
-            else:
-                x[:, d] = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            x[:, d] = categorical_sample(self.logits(x, z)[:, d], generator)  # (n, L): depends on x_{<d} only
         return x
+
+
+class PixelCNNDecoder(nn.Module):
+    r"""The PixelVAE decoder (Gulrajani et al., 2017): p(x | z) = \prod_{ij} p(x_{ij} | x_{<ij}, z).
+
+    A :class:`gencourse.pixelcnn.GatedPixelCNN` on the square image whose gated layers add a linear
+    projection of z as a bias (``context=z``); \log p(x | z) is exact, sampling is sequential (the
+    PixelCNN's fast sampler), the mean intractable (``has_mean = False``). A decoder this strong can
+    model x without z: expect few active units (posterior collapse); the bounds stay valid.
+
+    Args:
+        data_dim: D (a square number); latent_dim: H; n_levels: L; channels, n_layers, dropout: the
+            Gated PixelCNN's.
+    """
+
+    has_mean = False
+
+    def __init__(self, data_dim: int, latent_dim: int, n_levels: int = 17, channels: int = 32, n_layers: int = 6,
+                 dropout: float = 0.3):
+        super().__init__()
+        side = math.isqrt(data_dim)
+        if side * side != data_dim:
+            raise ValueError(f"the pixelcnn decoder needs square images, got data_dim={data_dim}")
+        self.data_dim, self.latent_dim, self.n_levels = data_dim, latent_dim, n_levels
+        self.pixelcnn = GatedPixelCNN(n_levels, channels, n_layers, image_shape=(side, side), dropout=dropout,
+                                      context_dim=latent_dim)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r"""\sum_{ij} \log p(x_{ij} | x_{<ij}, z), exact: ``x (B, D)``, ``z (..., B, H)`` -> ``(..., B)``."""
+        lead = z.shape[:-1]  # (..., B)
+        x_all = x.expand(*lead, self.data_dim).reshape(-1, self.data_dim)  # (N, D), N = prod(lead)
+        return self.pixelcnn.log_prob(x_all, context=z.reshape(-1, self.latent_dim)).reshape(lead)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x ~ p(x | z) ``(n, D)`` int64, pixel by pixel."""
+        return self.pixelcnn.sample(len(z), generator=generator, context=z).reshape(len(z), self.data_dim)
+
+
+# --------------------------------------------------------------------------------------------
+# Priors p(z): log_prob(z) -> (...) for z (..., H); sample(n) -> (n, H)
+# --------------------------------------------------------------------------------------------
+class StandardNormalPrior(nn.Module):
+    r"""p(z) = N(0, I_H). (A buffer carries the dtype and device of its samples.)"""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        r"""\log N(z; 0, I), ``(..., H) -> (...)``."""
+        return standard_normal_log_prob(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``(n, H)`` draws on the prior's device."""
+        return torch.randn(n, self.latent_dim, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
 
 
 class VampPrior(nn.Module):
     r"""p(z) = \frac{1}{K} \sum_{k=1}^{K} q(z | u_k): the VampPrior (Tomczak & Welling, 2018).
 
     The K pseudo-inputs u_k are learned parameters in the encoder's input space (pixels in [0, 1],
-    through a sigmoid); the components are the encoder's Gaussians at them, so the prior follows
-    the aggregate posterior. \log p(z) = logsumexp_k \log N(z; \mu(u_k), \sigma^2(u_k)) - \log K.
+    through a sigmoid); the components are the encoder's Gaussians at them (the encoder is shared
+    with the VAE, not copied), so the prior follows the aggregate posterior.
+    \log p(z) = logsumexp_k \log N(z; \mu(u_k), \sigma^2(u_k)) - \log K.
 
     Args:
-        n_pseudo: K; data_dim: D; encode: maps ``(K, D)`` floats to ``(mu, log_var)``, each ``(K, H)``.
+        encoder: the VAE's :class:`GaussianEncoder`; n_pseudo: K.
     """
 
-    def __init__(self, n_pseudo: int, data_dim: int):
+    def __init__(self, encoder: GaussianEncoder, n_pseudo: int = 100):
         super().__init__()
-        self.pseudo_logits = nn.Parameter(0.5 * torch.randn(n_pseudo, data_dim))  # (K, D)
+        self.encoder, self.latent_dim = encoder, encoder.latent_dim
+        self.pseudo_logits = nn.Parameter(0.5 * torch.randn(n_pseudo, encoder.data_dim))  # (K, D)
 
-    def components(self, encode: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log_var) of the K components, each ``(K, H)``."""
-        return encode(torch.sigmoid(self.pseudo_logits))
+        mu, log_var, _ = self.encoder.gaussian(torch.sigmoid(self.pseudo_logits))
+        return mu, log_var
 
-    def log_prob(self, z: torch.Tensor, encode: Callable) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         r"""\log p(z), ``(..., H) -> (...)``."""
-        mu, log_var = self.components(encode)  # (K, H)
+        mu, log_var = self.components()  # (K, H)
         log_comp = gaussian_log_prob(z.unsqueeze(-2), mu, log_var)  # (..., K)
         return torch.logsumexp(log_comp, -1) - math.log(mu.shape[0])
 
-    def sample(self, n: int, encode: Callable, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``(n, H)``: pick a component uniformly, then z ~ q(z | u_k)."""
-        mu, log_var = self.components(encode)
+        mu, log_var = self.components()
         k = torch.randint(mu.shape[0], (n,), generator=generator, device=mu.device)
-        eps = torch.randn(n, mu.shape[1], generator=generator, dtype=mu.dtype, device=mu.device)
-        return reparameterize(mu[k], log_var[k], eps)
+        return gaussian_sample(mu[k], log_var[k], generator=generator)
 
 
+# --------------------------------------------------------------------------------------------
+# The VAE
+# --------------------------------------------------------------------------------------------
 class VAE(nn.Module):
-    r"""A VAE with an MLP encoder q(z | x) = N(\mu(x), diag \sigma^2(x)) and prior p(z) = N(0, I).
+    r"""A VAE made of an encoder q(z | x), a decoder p(x | z) and a prior p(z).
 
-    ELBO(x) = E_{q(z|x)}[\log p(x | z)] - KL(q(z | x) || p(z)),  ``elbo(x) -> (B,)`` in nats.
-
-    Decoders p(x | z):
-        * ``"bernoulli"``: x in {0, 1}^D (float), logits ``(B, D)``;
-        * ``"categorical"``: x in {0..L-1}^D (int64 levels, L = ``n_levels``), logits ``(B, D, L)``;
-        * ``"gaussian"``: x real (float), mean ``(B, D)``, fixed std ``sigma`` (the MSE link);
-        * ``"made"``: x in {0..L-1}^D, autoregressive p(x | z) = \prod_d p(x_d | x_{<d}, z)
-          (:class:`MADEDecoder`); \log p(x | z) is exact, so ``elbo`` and ``iwae`` remain bounds on
-          \log p(x); :meth:`sample` draws the pixels one at a time (D decoder passes);
-        * ``"pixelcnn"``: the PixelVAE (Gulrajani et al., 2017): x in {0..L-1}^D on a square image,
-          p(x | z) = \prod_{ij} p(x_{ij} | x_{<ij}, z) a :class:`gencourse.pixelcnn.GatedPixelCNN`
-          whose gated layers add a linear projection of z as a bias (``context=z``); \log p(x | z)
-          is exact, sampling is sequential (the PixelCNN's fast sampler). A decoder this strong
-          can model x without z: expect few active units (posterior collapse); the bounds stay valid.
-
-    Priors p(z): ``"standard"`` N(0, I) (closed-form KL) or ``"vamp"`` (:class:`VampPrior`, KL by
-    Monte Carlo: \log q(z | x) - \log p(z) at the reparameterised sample).
+    ELBO(x) = E_{q(z|x)}[\log p(x | z)] - KL(q(z | x) || p(z)),  ``elbo(x) -> (B,)`` in nats. The KL
+    is in closed form for a Gaussian q (no IAF) and the N(0, I) prior, else a Monte Carlo estimate
+    \log q(z | x) - \log p(z) at the reparameterised sample. With an autoregressive decoder
+    \log p(x | z) is still exact, so ``elbo`` and ``iwae`` remain bounds on \log p(x).
 
     Args:
-        data_dim: D (64 for the digits).
-        latent_dim: H.
-        hidden: widths of the encoder's hidden layers (the decoder mirrors them).
-        decoder: one of :data:`DECODERS`.
-        n_levels: L for the categorical decoder.
-        sigma: fixed std of the Gaussian decoder.
+        encoder: a :class:`GaussianEncoder`.
+        decoder: any decoder of this module (``log_prob(x, z)``, ``sample(z)``, ``has_mean``).
+        prior: :class:`StandardNormalPrior` (default) or :class:`VampPrior`.
         beta: weight of the KL term in :meth:`loss` only (beta-VAE; 1 is the ELBO). ``elbo`` and
             ``iwae`` are always the unweighted bounds.
-        iaf_steps: number of IAF steps on top of the Gaussian posterior (0: plain VAE). With IAF
-            the KL has no closed form and the ELBO is estimated by Monte Carlo.
         train_k: samples per example in :meth:`loss`: 1 trains on the ELBO (a VAE), K > 1 on the
-            IWAE bound L_K (an IWAE; ``beta`` is then ignored).
-        dropout: dropout rate between hidden layers (a regulariser for the 1000 training digits;
-            inactive in ``eval()`` mode, which :func:`gencourse.train.fit` sets at the end).
-        prior: one of :data:`PRIORS`; n_pseudo: number of VampPrior pseudo-inputs.
-        made_hidden, made_window: masked hidden widths and direct-connection window of the
-            ``"made"`` decoder (its context MLP mirrors ``hidden``; ``dropout`` applies to it too).
-        pixelcnn_channels, pixelcnn_layers, pixelcnn_dropout: width, number of gated layers and
-            dropout of the ``"pixelcnn"`` decoder (``dropout`` then applies to the encoder only).
+            IWAE bound L_K (an IWAE; ``beta`` must then be 1).
+
+    :func:`make_vae` builds the course's configurations in one line.
     """
 
-    def __init__(self, data_dim: int = 64, latent_dim: int = 16, hidden: tuple[int, ...] = (256, 256),
-                 decoder: str = "categorical", n_levels: int = 17, sigma: float = 0.1,
-                 beta: float = 1.0, iaf_steps: int = 0, iaf_hidden: int = 64, dropout: float = 0.0,
-                 train_k: int = 1, prior: str = "standard", n_pseudo: int = 100,
-                 made_hidden: tuple[int, ...] = (128,), made_window: Optional[int] = None,
-                 pixelcnn_channels: int = 32, pixelcnn_layers: int = 6, pixelcnn_dropout: float = 0.3):
+    def __init__(self, encoder: GaussianEncoder, decoder: nn.Module, prior: Optional[nn.Module] = None, *,
+                 beta: float = 1.0, train_k: int = 1):
         super().__init__()
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-        if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        self.data_dim, self.latent_dim, self.decoder_kind = data_dim, latent_dim, decoder
-        self.n_levels, self.sigma, self.beta, self.train_k = n_levels, sigma, beta, train_k
-        hidden = list(hidden)
-        self.encoder = _mlp([data_dim, *hidden], dropout)
-        self.enc_act = nn.LeakyReLU(0.1)
-        self.enc_out = nn.Linear(hidden[-1], 2 * latent_dim)  # mean and log-variance
-        out_dim = data_dim * n_levels if decoder == "categorical" else data_dim
-        if decoder == "made":  # context MLP z -> c(z) mirrors the encoder, then the masked network
-            self.decoder = MADEDecoder(data_dim, latent_dim, n_levels, made_hidden, tuple(hidden[::-1]), dropout,
-                                       made_window)
-        elif decoder == "pixelcnn":  # z enters every gated layer as a bias
-            side = math.isqrt(data_dim)
-            if side * side != data_dim:
-                raise ValueError(f"the pixelcnn decoder needs square images, got data_dim={data_dim}")
-            self.image_shape = (side, side)
-            self.decoder = GatedPixelCNN(n_levels, pixelcnn_channels, pixelcnn_layers, image_shape=self.image_shape,
-                                         dropout=pixelcnn_dropout, context_dim=latent_dim)
-        else:
-            self.decoder = _mlp([latent_dim, *hidden[::-1], out_dim], dropout)
-        self.iaf = IAFPosterior(latent_dim, iaf_steps, iaf_hidden, hidden[-1]) if iaf_steps > 0 else None
-        self.prior_kind = prior
-        if prior == "vamp":  # registered last: the standard model's parameters keep their order
-            self.vamp = VampPrior(n_pseudo, data_dim)
-
-    # ---- encoder -------------------------------------------------------------------------
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder's float input in [0, 1] (levels are divided by L - 1)."""
-        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):
-            return x.float() / (self.n_levels - 1)
-        return x.float()
-
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self._encode_input(self._input(x))
-
-    def _encode_input(self, x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.enc_act(self.encoder(x_in))  # (B, hidden)
-        mu, log_var = self.enc_out(h).chunk(2, dim=-1)  # (B, H) each
-        return mu, log_var, h
+        if train_k > 1 and beta != 1.0:
+            raise ValueError("beta weights the KL of the ELBO; it does not apply to the IWAE loss (train_k > 1)")
+        self.encoder, self.decoder = encoder, decoder
+        self.prior = StandardNormalPrior(encoder.latent_dim) if prior is None else prior
+        self.latent_dim, self.beta, self.train_k = encoder.latent_dim, beta, train_k
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x)'s Gaussian part: ``(mu, log_var)``, each ``(B, H)``."""
-        mu, log_var, _ = self._encode(x)
-        return mu, log_var
-
-    def posterior_sample(self, x: torch.Tensor, n_samples: int = 1,
-                         generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Samples z ~ q(z | x) ``(S, B, H)`` and their log-density \log q(z | x) ``(S, B)``."""
-        mu, log_var, h = self._encode(x)
-        eps = torch.randn(n_samples, *mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        z = reparameterize(mu, log_var, eps)  # (S, B, H)
-        log_q = gaussian_log_prob(z, mu, log_var)  # (S, B)
-        if self.iaf is not None:
-            z, log_det = self.iaf(z, h.expand(n_samples, *h.shape))
-            log_q = log_q - log_det
-        return z, log_q
-
-    # ---- prior ---------------------------------------------------------------------------
-    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        r"""\log p(z), ``(..., H) -> (...)``: N(0, I) or the VampPrior."""
-        if self.prior_kind == "vamp":
-            return self.vamp.log_prob(z, lambda u: self._encode_input(u)[:2])
-        return standard_normal_log_prob(z)
-
-    def prior_sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``(n, H)`` draws z ~ p(z)."""
-        p = next(self.parameters())
-        if self.prior_kind == "vamp":
-            return self.vamp.sample(n, lambda u: self._encode_input(u)[:2], generator)
-        return torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
-
-    # ---- decoder -------------------------------------------------------------------------
-    def decode(self, z: torch.Tensor, x: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Decoder output: logits ``(..., D)`` (Bernoulli), ``(..., D, L)`` (categorical) or means ``(..., D)``.
-
-        The ``"made"`` and ``"pixelcnn"`` decoders' logits ``(..., B, D, L)`` are those of the
-        conditionals p(x_d | x_{<d}, z) and need the image ``x (B, D)`` they condition on.
-        """
-        if self.decoder_kind in AUTOREGRESSIVE_DECODERS and x is None:
-            raise ValueError("the autoregressive decoder needs x: decode(z, x)")
-        if self.decoder_kind == "made":
-            return self.decoder(x, z)
-        if self.decoder_kind == "pixelcnn":
-            lead = z.shape[:-1]  # (..., B)
-            x_all = x.expand(*lead, self.data_dim).reshape(-1, self.data_dim)  # (N, D), N = prod(lead)
-            logits = self.decoder.logits(x_all, context=z.reshape(-1, self.latent_dim))  # (N, L, side, side)
-            return logits.flatten(2).transpose(1, 2).reshape(*lead, self.data_dim, self.n_levels)
-        out = self.decoder(z)
-        if self.decoder_kind == "categorical":
-            return out.reshape(*z.shape[:-1], self.data_dim, self.n_levels)
-        return out
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        r"""\log p(x | z) summed over pixels: ``x (B, D)``, ``z (..., B, H) -> (..., B)``."""
-        out = self.decode(z, x) if self.decoder_kind in AUTOREGRESSIVE_DECODERS else self.decode(z)
-        if self.decoder_kind == "bernoulli":
-            return bernoulli_log_prob(x, out)
-        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):
-            return categorical_log_prob(x, out)  # autoregressive: \sum_d \log p(x_d | x_{<d}, z), exact
-        return gaussian_mse_log_prob(x, out, self.sigma)
-
-    def mean_image(self, out: torch.Tensor) -> torch.Tensor:
-        """Decoder output -> the mean of p(x | z) in the data's units ``(..., D)`` (levels for categorical)."""
-        if self.decoder_kind == "bernoulli":
-            return torch.sigmoid(out)
-        if self.decoder_kind in ("categorical", *AUTOREGRESSIVE_DECODERS):  # autoregressive: means of the conditionals
-            levels = torch.arange(self.n_levels, dtype=out.dtype, device=out.device)
-            return (F.softmax(out, -1) * levels).sum(-1)
-        return out
+        return self.encoder(x)
 
     # ---- bounds --------------------------------------------------------------------------
     def elbo_terms(self, x: torch.Tensor, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""(E_q[\log p(x | z)], KL(q || p(z))), each ``(B,)``; the KL is exact for a Gaussian q and the
-        N(0, I) prior, a Monte Carlo estimate \log q(z | x) - \log p(z) with IAF or the VampPrior."""
-        if self.iaf is None and self.prior_kind == "standard":
-            mu, log_var = self.encode(x)
-            eps = torch.randn(n_samples, *mu.shape, dtype=mu.dtype, device=mu.device)
-            z = reparameterize(mu, log_var, eps)  # (S, B, H)
-            return self.log_likelihood(x, z).mean(0), kl_diag_gaussian_standard_normal(mu, log_var)
-        z, log_q = self.posterior_sample(x, n_samples)
-        return self.log_likelihood(x, z).mean(0), (log_q - self.prior_log_prob(z)).mean(0)
+        r"""(E_q[\log p(x | z)], KL(q || p(z))), each ``(B,)``, with ``n_samples`` reparameterised samples."""
+        if self.encoder.iaf is None and isinstance(self.prior, StandardNormalPrior):
+            mu, log_var = self.encoder(x)
+            z = gaussian_sample(mu, log_var, n_samples)  # (S, B, H)
+            return self.decoder.log_prob(x, z).mean(0), kl_diag_gaussian_standard_normal(mu, log_var)
+        z, log_q = self.encoder.sample(x, n_samples)
+        return self.decoder.log_prob(x, z).mean(0), (log_q - self.prior.log_prob(z)).mean(0)
 
     def elbo(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
         r"""ELBO(x) = E_q[\log p(x | z)] - KL(q(z | x) || p(z)), ``(B,)`` (``n_samples`` MC samples)."""
         rec, kl = self.elbo_terms(x, n_samples)
         return rec - kl
 
-    def iwae_terms(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r"""Log weights \log p(x | z_k) + \log p(z_k) - \log q(z_k | x) at z_k ~ q(z | x), ``(K, B)``."""
-        z, log_q = self.posterior_sample(x, k)  # (K, B, H), (K, B)
-        return self.log_likelihood(x, z) + self.prior_log_prob(z) - log_q
+    def iwae_terms(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""(\log p(x | z_k), \log p(z_k), \log q(z_k | x)) at z_k ~ q(z | x), each ``(K, B)``."""
+        z, log_q = self.encoder.sample(x, k)  # (K, B, H), (K, B)
+        return self.decoder.log_prob(x, z), self.prior.log_prob(z), log_q
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         r"""-mean_B(E_q[\log p(x | z)] - \beta KL), one reparameterised sample per example
         (or -mean_B L_K(x) when ``train_k`` > 1)."""
         if self.train_k > 1:
-            log_w = self.iwae_terms(x, self.train_k)  # (K, B)
-            return -(torch.logsumexp(log_w, 0) - math.log(self.train_k)).mean()
+            return -iwae_bound(*self.iwae_terms(x, self.train_k)).mean()
         rec, kl = self.elbo_terms(x)
         return -(rec - self.beta * kl).mean()
 
     @torch.no_grad()
     def iwae(self, x: torch.Tensor, k: int = 100, chunk: int = 250) -> torch.Tensor:
         r"""IWAE bound L_K(x) ``(B,)`` (Burda et al. 2016), evaluated in chunks of ``chunk`` samples."""
-        log_ws = [self.iwae_terms(x, min(chunk, k - start)) for start in range(0, k, chunk)]
-        log_w = torch.cat(log_ws, 0)  # (K, B)
-        return torch.logsumexp(log_w, 0) - math.log(k)
+        chunks = [self.iwae_terms(x, min(chunk, k - start)) for start in range(0, k, chunk)]
+        return iwae_bound(*(torch.cat(terms, 0) for terms in zip(*chunks)))  # three (K, B) -> (B,)
 
     def log_prob_estimate(self, x: torch.Tensor, k: int = 1000, batch_size: int = 100) -> torch.Tensor:
         r"""\log p(x) \approx L_K(x), ``(B,)``, over minibatches of ``batch_size`` examples."""
@@ -823,62 +691,94 @@ class VAE(nn.Module):
 
     # ---- generation ----------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, generator: Optional[torch.Generator] = None, mean: bool = False) -> torch.Tensor:
-        """Ancestral samples z ~ p(z), x ~ p(x | z): ``(n, D)``; ``mean=True`` returns the decoder mean
-        (for the ``"made"`` decoder: the sequential mode, see :meth:`sample_from_latent`)."""
-        if self.prior_kind == "standard":
-            p = next(self.parameters())
-            z = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)
-        else:
-            z = self.prior_sample(n, generator)
-        return self.sample_from_latent(z, generator, mean)
+    def sample(self, n: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Ancestral samples z ~ p(z), x ~ p(x | z): ``(n, D)`` on the model's device."""
+        return self.decoder.sample(self.prior.sample(n, generator=generator), generator=generator)
 
     @torch.no_grad()
-    def sample_from_latent(self, z: torch.Tensor, generator: Optional[torch.Generator] = None,
-                           mean: bool = False) -> torch.Tensor:
-        """Decode given latents ``(n, H)`` to data ``(n, D)``: a draw from p(x | z), or its mean.
-
-        The ``"made"`` decoder draws the pixels one at a time (D passes); its mean is intractable,
-        so ``mean=True`` gives instead the image whose every pixel is the most likely level given the
-        pixels before it (a greedy approximation of the mode). The ``"pixelcnn"`` decoder draws the
-        pixels one at a time with the PixelCNN's fast sampler; it has no ``mean=True``.
-        """
-        if self.decoder_kind == "made":
-            return self.decoder.sample(z, generator, mode=mean)
-        if self.decoder_kind == "pixelcnn":
-            if mean:
-                raise ValueError("the pixelcnn decoder has no tractable mean: use mean=False")
-            return self.decoder.sample(len(z), generator=generator, context=z).reshape(len(z), self.data_dim)
-        out = self.decode(z)
-        if mean:
-            return self.mean_image(out)
-        if self.decoder_kind == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(out), generator=generator)
-        if self.decoder_kind == "categorical":
-            probs = F.softmax(out, -1).reshape(-1, self.n_levels)  # (n * D, L)
-            return torch.multinomial(probs, 1, generator=generator).reshape(z.shape[0], self.data_dim)
-        return out + self.sigma * torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoder mean at the posterior mean z = \\mu(x): ``(B, D)`` in the data's units
-        (``"pixelcnn"``: a draw from p(x | z = \\mu(x)), its mean being intractable)."""
-        mu, _ = self.encode(x)
-        if self.decoder_kind == "pixelcnn":
-            return self.sample_from_latent(mu)
-        if self.decoder_kind == "made":
-            return self.decoder.sample(mu, mode=True).to(mu.dtype)
-        return self.mean_image(self.decode(mu))
+    def reconstruct(self, x: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        r"""The decoder mean at the posterior mean z = \mu(x), ``(B, D)`` in the data's units; for a
+        decoder without a tractable mean (autoregressive), a draw from p(x | z = \mu(x))."""
+        mu, _ = self.encoder(x)
+        return self.decoder.mean(mu) if self.decoder.has_mean else self.decoder.sample(mu, generator=generator)
 
     # ---- diagnostics ---------------------------------------------------------------------
     @torch.no_grad()
     def kl_per_dimension(self, x: torch.Tensor) -> torch.Tensor:
         r"""Mean over x of KL(q(z_j | x) || N(0, 1)) for each latent dimension j, ``(H,)`` (Gaussian part)."""
-        mu, log_var = self.encode(x)
-        return (0.5 * (mu ** 2 + torch.exp(log_var) - log_var - 1.0)).mean(0)
+        mu, log_var = self.encoder(x)
+        return kl_diag_gaussian_standard_normal(mu, log_var, event_dims=0).mean(0)
 
     @torch.no_grad()
     def active_units(self, x: torch.Tensor, threshold: float = 1e-2) -> int:
         r"""Number of latent units with Cov_x(E_q[z_j | x]) > ``threshold`` (Burda et al., 2016)."""
-        mu, _ = self.encode(x)
+        mu, _ = self.encoder(x)
         return int((mu.var(0) > threshold).sum())
+
+
+#: The decoders :func:`make_vae` builds and the options each one takes, with their defaults.
+DECODER_OPTIONS = {
+    "bernoulli": {},
+    "categorical": {"n_levels": 17},
+    "gaussian": {"sigma": 0.1},
+    "made": {"n_levels": 17, "made_hidden": (128,), "made_window": None},
+    "pixelcnn": {"n_levels": 17, "pixelcnn_channels": 32, "pixelcnn_layers": 6, "pixelcnn_dropout": 0.3},
+}
+DECODERS = tuple(DECODER_OPTIONS)
+PRIORS = ("standard", "vamp")
+
+
+def make_vae(decoder: str = "categorical", *, data_dim: int = 64, latent_dim: int = 16,
+             hidden: Sequence[int] = (256, 256), dropout: float = 0.0, prior: str = "standard",
+             n_pseudo: Optional[int] = None, iaf_steps: int = 0, iaf_hidden: Optional[int] = None,
+             beta: float = 1.0, train_k: int = 1, **decoder_options) -> VAE:
+    r"""The course's VAEs in one line: an MLP :class:`GaussianEncoder`, a decoder, a prior.
+
+    Args:
+        decoder: ``"bernoulli"`` (x in {0, 1}^D, float), ``"categorical"`` (integer levels), ``"gaussian"``
+            (real x, fixed std), ``"made"`` (:class:`MADEDecoder`) or ``"pixelcnn"`` (:class:`PixelCNNDecoder`).
+        data_dim: D; latent_dim: H.
+        hidden: widths of the encoder's hidden layers; the MLP decoders (and the MADE decoder's
+            context network) mirror them.
+        dropout: between hidden layers of the encoder and of the MLP/MADE decoders (the
+            ``"pixelcnn"`` decoder has its own ``pixelcnn_dropout``).
+        prior: ``"standard"`` or ``"vamp"``; n_pseudo: VampPrior pseudo-inputs (default 100; vamp only).
+        iaf_steps, iaf_hidden: IAF steps on the posterior (0: none) and their width (default 64; IAF only).
+        beta, train_k: see :class:`VAE`.
+        decoder_options: the chosen decoder's own options (:data:`DECODER_OPTIONS`): ``n_levels``
+            (L, categorical, made, pixelcnn), ``sigma`` (gaussian), ``made_hidden`` and ``made_window``
+            (the masked widths and direct-connection window of ``"made"``), ``pixelcnn_channels``,
+            ``pixelcnn_layers`` and ``pixelcnn_dropout`` (``"pixelcnn"``).
+
+    An option that does not apply to the chosen decoder, prior or posterior raises ``ValueError``.
+    """
+    if decoder not in DECODER_OPTIONS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    unknown = sorted(set(decoder_options) - set(DECODER_OPTIONS[decoder]))
+    if unknown:
+        takes = ", ".join(DECODER_OPTIONS[decoder]) or "no options"
+        raise ValueError(f"{', '.join(unknown)}: not an option of the {decoder!r} decoder (it takes {takes})")
+    if n_pseudo is not None and prior != "vamp":
+        raise ValueError("n_pseudo sets the VampPrior's pseudo-inputs: it needs prior='vamp'")
+    if iaf_hidden is not None and iaf_steps == 0:
+        raise ValueError("iaf_hidden sets the width of the IAF steps: it needs iaf_steps > 0")
+    opt = {**DECODER_OPTIONS[decoder], **decoder_options}
+    hidden = tuple(hidden)
+    encoder = GaussianEncoder(data_dim, latent_dim, hidden, n_levels=opt.get("n_levels"), dropout=dropout,
+                              iaf_steps=iaf_steps, iaf_hidden=64 if iaf_hidden is None else iaf_hidden)
+    mirror = hidden[::-1]
+    if decoder == "bernoulli":
+        dec = BernoulliDecoder(data_dim, latent_dim, mirror, dropout)
+    elif decoder == "categorical":
+        dec = CategoricalDecoder(data_dim, latent_dim, opt["n_levels"], mirror, dropout)
+    elif decoder == "gaussian":
+        dec = GaussianDecoder(data_dim, latent_dim, mirror, opt["sigma"], dropout)
+    elif decoder == "made":
+        dec = MADEDecoder(data_dim, latent_dim, opt["n_levels"], opt["made_hidden"], mirror, dropout, opt["made_window"])
+    else:
+        dec = PixelCNNDecoder(data_dim, latent_dim, opt["n_levels"], opt["pixelcnn_channels"], opt["pixelcnn_layers"],
+                              opt["pixelcnn_dropout"])
+    p_z = VampPrior(encoder, 100 if n_pseudo is None else n_pseudo) if prior == "vamp" else None
+    return VAE(encoder, dec, p_z, beta=beta, train_k=train_k)

@@ -1,13 +1,13 @@
 """Tests of gencourse.autoencoder against independent oracles (scikit-learn PCA, scipy's
-subspace angles, brute-force nearest neighbours)."""
+subspace angles). (The digit classifier and nearest neighbours are tested in test_metrics.py.)"""
 import numpy as np
 import pytest
 import torch
 from scipy.linalg import subspace_angles
 from sklearn.decomposition import PCA
 
-from gencourse.autoencoder import (Autoencoder, DenoisingAutoencoder, DigitClassifier, nearest_neighbour_distance,
-                                   pca_basis, principal_angles, random_latents)
+from gencourse.autoencoder import (Autoencoder, DenoisingAutoencoder, pca_basis, principal_angles,
+                                   random_latents)
 from gencourse.data import load_digits
 from gencourse.train import fit, seed_everything
 
@@ -82,7 +82,7 @@ def test_denoising_autoencoder_removes_noise():
     assert after < 0.5 * before
 
 
-def test_random_latents_and_nearest_neighbours():
+def test_random_latents():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(200, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5]) + 3
     box = random_latents(z, 1000, g, how="box")
@@ -91,17 +91,3 @@ def test_random_latents_and_nearest_neighbours():
     gauss = random_latents(z, 20000, g, how="gaussian")
     assert torch.allclose(gauss.mean(0), z.mean(0), atol=0.05)
     assert torch.allclose(gauss.std(0), z.std(0), rtol=0.03)
-    x, ref = torch.randn(7, 5, generator=g), torch.randn(30, 5, generator=g)
-    brute = torch.tensor([min(float(torch.norm(xi - r)) for r in ref) for xi in x])
-    assert torch.allclose(nearest_neighbour_distance(x, ref), brute, atol=1e-5)
-    assert torch.all(nearest_neighbour_distance(ref[:4], ref) == 0)
-
-
-def test_digit_classifier_is_a_sensible_probe():
-    clf = DigitClassifier()
-    xt, yt = load_digits("test", "float")
-    assert clf.accuracy(xt, yt) > 0.85
-    g = torch.Generator().manual_seed(0)
-    noise = torch.rand(300, 64, generator=g)
-    assert clf.confidence(xt).mean() > clf.confidence(noise).mean() + 0.1
-    assert torch.allclose(clf.predict_proba(xt).sum(1), torch.ones(len(xt), dtype=clf.predict_proba(xt).dtype))

@@ -1,5 +1,6 @@
 """Oracle tests of gencourse.autoregressive: brute-force enumeration, torch.distributions,
-autograd / perturbation dependence checks and chi-square tests of the samplers."""
+autograd / perturbation dependence checks and chi-square tests of the samplers. (The output
+densities are tested in test_distributions.py, MADE degrees and masks in test_nn.py.)"""
 import itertools
 import math
 
@@ -9,8 +10,7 @@ from scipy import stats
 
 from gencourse.autoregressive import (
     FVSBN, MADE, NADE, CausalConvAR, RecurrentAR, chain_rule_factors, chain_rule_log_likelihood,
-    chain_rule_log_prob, discretized_logistic_log_prob, gaussian_log_prob, made_degrees, made_masks,
-    output_log_prob,
+    chain_rule_log_prob, output_log_prob,
 )
 from gencourse.train import fit, seed_everything
 
@@ -70,59 +70,6 @@ def test_chain_rule_log_likelihood_matches_torch_distributions():
     x = torch.randint(17, (5, 7), generator=g)
     ref = torch.distributions.Categorical(logits=logits).log_prob(x).sum(-1)
     torch.testing.assert_close(chain_rule_log_likelihood(logits, x), ref)
-
-
-def test_gaussian_log_prob_matches_torch():
-    g = torch.Generator().manual_seed(1)
-    x, mu, ls = torch.randn(3, 10, generator=g), torch.randn(3, 10, generator=g), torch.randn(3, 10, generator=g)
-    ref = torch.distributions.Normal(mu, ls.exp()).log_prob(x)
-    torch.testing.assert_close(gaussian_log_prob(x, mu, ls), ref)
-
-
-def test_discretized_logistic_normalizes_and_matches_cdf_differences():
-    K = 17
-    levels = torch.arange(K, dtype=torch.float64)
-    g = torch.Generator().manual_seed(2)
-    mean = torch.cat([torch.rand(50, generator=g, dtype=torch.float64) * 30 - 7,
-                      torch.tensor([-500.0, 500.0, 8.0], dtype=torch.float64)])
-    log_scale = torch.cat([torch.rand(50, generator=g, dtype=torch.float64) * 6 - 4,
-                           torch.tensor([-5.0, -5.0, -6.9], dtype=torch.float64)])
-    lp = discretized_logistic_log_prob(levels[None, :], mean[:, None], log_scale[:, None], K)  # (53, K)
-    assert torch.isfinite(lp).all()
-    torch.testing.assert_close(lp.exp().sum(1), torch.ones(len(mean), dtype=torch.float64))
-    # oracle: differences of the logistic CDF (torch.distributions) for the moderate cases
-    base = torch.distributions.TransformedDistribution(
-        torch.distributions.Uniform(torch.zeros(()), torch.ones(())),
-        [torch.distributions.transforms.SigmoidTransform().inv])  # standard logistic
-    s = log_scale[:50, None].exp()
-    cdf = lambda t: base.cdf(((t - mean[:50, None]) / s).float()).double()
-    up = torch.where(levels == K - 1, torch.ones(()), cdf(levels + 0.5))
-    lo = torch.where(levels == 0, torch.zeros(()), cdf(levels - 0.5))
-    torch.testing.assert_close(lp[:50].exp(), up - lo, atol=1e-6, rtol=0)
-
-
-# ---------------------------------------------------------------- MADE masks
-def test_made_masks_small_example_by_hand():
-    degrees = [torch.tensor([1, 2, 3]), torch.tensor([1, 2, 2, 1]), torch.tensor([1, 2, 3])]
-    m1, m2 = made_masks(degrees)
-    assert m1.shape == (4, 3) and m2.shape == (3, 4)
-    torch.testing.assert_close(m1, torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 0, 0]]).float())
-    torch.testing.assert_close(m2, torch.tensor([[0, 0, 0, 0], [1, 0, 0, 1], [1, 1, 1, 1]]).float())
-
-
-@pytest.mark.parametrize("seed", [None, 0, 1])
-def test_made_mask_product_is_strictly_autoregressive(seed):
-    D = 6
-    order = [3, 0, 5, 1, 4, 2]
-    masks = made_masks(made_degrees(D, [20, 15], order, seed))
-    conn = masks[0]
-    for m in masks[1:]:
-        conn = m @ conn  # (D, D): number of paths from input j to output d
-    pos = torch.empty(D, dtype=torch.long)
-    pos[torch.tensor(order)] = torch.arange(D)
-    allowed = pos[:, None] > pos[None, :]
-    assert (conn[~allowed] == 0).all()
-    assert (conn[allowed] > 0).all()  # wide enough layers connect every allowed pair
 
 
 # ---------------------------------------------------------------- dependence through gradients
@@ -262,7 +209,7 @@ def test_samples_follow_exp_log_prob(name):
     x = all_configs(model.n_dims, K)
     with torch.no_grad():
         lp = model.log_prob(x)
-    samples = model.sample(20000, seed=3)
+    samples = model.sample(20000, generator=torch.Generator().manual_seed(3))
     assert samples.shape == (20000, model.n_dims) and samples.dtype == torch.long
     assert chi_square_pvalue(samples, lp, K) > 1e-4
     # negative control: shuffling each column independently keeps the marginals, breaks the joint
@@ -271,9 +218,16 @@ def test_samples_follow_exp_log_prob(name):
     assert chi_square_pvalue(shuffled, lp, K) < 1e-6
 
 
-def test_sample_is_reproducible_from_seed():
-    model = MADE(5, (16,))
-    assert torch.equal(model.sample(10, seed=7), model.sample(10, seed=7))
+def test_gaussian_output_log_scale_is_clamped():
+    """A collapsing scale is clamped at MIN_LOG_SCALE, in the density and in the sampler alike."""
+    from gencourse.autoregressive import MIN_LOG_SCALE, output_sample
+
+    params = torch.tensor([[[0.5, -50.0]]])  # mean 0.5, log-scale far below the clamp
+    x = torch.tensor([[0.5]])
+    ref = torch.distributions.Normal(0.5, math.exp(MIN_LOG_SCALE)).log_prob(x)
+    torch.testing.assert_close(output_log_prob(params, x, "gaussian", 17), ref)
+    draws = output_sample(params[0].expand(10_000, 2), "gaussian", 17, torch.Generator().manual_seed(0))
+    assert draws.std().item() == pytest.approx(math.exp(MIN_LOG_SCALE), rel=0.05)
 
 
 # ---------------------------------------------------------------- training by maximum likelihood

@@ -1,12 +1,13 @@
 """Tests of gencourse.vae against independent oracles: torch.distributions, Monte Carlo, exact
-linear-Gaussian identities, autograd gradients and Jacobians."""
+linear-Gaussian identities, autograd gradients, enumeration. (The densities, KL and samplers it
+re-exports are tested in test_distributions.py, the IAF in test_flows.py.)"""
 import math
 
 import pytest
 import torch
 from torch import distributions as D
 
-from gencourse import vae
+from gencourse import distributions, vae
 from gencourse.data import N_LEVELS, load_digits
 from gencourse.train import fit
 
@@ -27,73 +28,13 @@ def _gen(seed=0):
 
 
 # ---------------------------------------------------------------- small pure functions
-def test_reparameterize_matches_definition_and_distribution():
-    g = _gen()
-    mu, log_var = torch.randn(3, 4, generator=g, dtype=DT), torch.randn(3, 4, generator=g, dtype=DT)
-    eps = torch.randn(3, 4, generator=g, dtype=DT)
-    z = vae.reparameterize(mu, log_var, eps)
-    assert torch.allclose(z, mu + log_var.exp().sqrt() * eps)
-    # a draw with many samples has the right mean and standard deviation
-    zs = vae.sample_diag_gaussian(mu, log_var, n_samples=200_000, generator=g)  # (S, 3, 4)
-    assert zs.shape == (200_000, 3, 4)
-    assert torch.allclose(zs.mean(0), mu, atol=0.02 * log_var.exp().sqrt().max())
-    assert torch.allclose(zs.std(0), log_var.exp().sqrt(), rtol=0.01)
-    # differentiable in mu and log_var
-    mu.requires_grad_(True)
-    vae.reparameterize(mu, log_var, eps).sum().backward()
-    assert torch.allclose(mu.grad, torch.ones_like(mu))
-
-
-def test_kl_closed_form_vs_torch_distributions_and_monte_carlo():
-    g = _gen(1)
-    mu = torch.randn(5, 3, generator=g, dtype=DT)
-    log_var = torch.randn(5, 3, generator=g, dtype=DT)
-    kl = vae.kl_diag_gaussian_standard_normal(mu, log_var)
-    assert kl.shape == (5,)
-    q = D.Independent(D.Normal(mu, (0.5 * log_var).exp()), 1)
-    p = D.Independent(D.Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
-    assert torch.allclose(kl, D.kl_divergence(q, p), atol=1e-10)
-    torch.manual_seed(0)
-    z = q.sample((400_000,))  # (S, 5, 3)
-    log_ratio = q.log_prob(z) - p.log_prob(z)  # (S, 5)
-    se = log_ratio.std(0) / math.sqrt(len(z))
-    assert torch.all((kl - log_ratio.mean(0)).abs() < 5 * se)
-    assert torch.all(vae.kl_diag_gaussian_standard_normal(torch.zeros(2, 3), torch.zeros(2, 3)) == 0)
-
-
-def test_gaussian_log_probs_vs_torch_distributions():
-    g = _gen(2)
-    x, m, lv = (torch.randn(4, 6, generator=g, dtype=DT) for _ in range(3))
-    ref = D.Independent(D.Normal(m, (0.5 * lv).exp()), 1).log_prob(x)
-    assert torch.allclose(vae.gaussian_log_prob(x, m, lv), ref)
-    assert torch.allclose(vae.standard_normal_log_prob(x), D.Normal(0.0, 1.0).log_prob(x).sum(-1))
-    sigma = 0.3
-    ref = D.Independent(D.Normal(m, sigma), 1).log_prob(x)
-    assert torch.allclose(vae.gaussian_mse_log_prob(x, m, sigma), ref)
-    assert torch.allclose(vae.gaussian_log_prob(x, m, 2 * math.log(sigma)), ref)
-
-
-def test_bernoulli_log_prob_vs_torch_distributions_and_is_stable():
-    g = _gen(3)
-    logits = 5 * torch.randn(7, 64, generator=g, dtype=DT)
-    x = torch.bernoulli(torch.full((7, 64), 0.4, dtype=DT), generator=g)
-    ref = D.Independent(D.Bernoulli(logits=logits), 1).log_prob(x)
-    assert torch.allclose(vae.bernoulli_log_prob(x, logits), ref)
-    big = torch.tensor([[200.0, -200.0]])
-    assert torch.allclose(vae.bernoulli_log_prob(torch.tensor([[0.0, 1.0]]), big), torch.tensor([-400.0]))
-
-
-def test_categorical_log_prob_vs_torch_distributions():
-    g = _gen(4)
-    logits = torch.randn(5, 64, N_LEVELS, generator=g, dtype=DT)
-    x = torch.randint(0, N_LEVELS, (5, 64), generator=g)
-    ref = D.Independent(D.Categorical(logits=logits), 1).log_prob(x)
-    out = vae.categorical_log_prob(x, logits)
-    assert out.shape == (5,)
-    assert torch.allclose(out, ref)
-    # leading sample dimension broadcasts against x
-    logits_s = torch.randn(3, 5, 64, N_LEVELS, generator=g, dtype=DT)
-    assert torch.allclose(vae.categorical_log_prob(x, logits_s)[1], vae.categorical_log_prob(x, logits_s[1]))
+def test_assignment_names_are_the_shared_distributions():
+    """The assignment imports these from gencourse.vae; they are the one implementation in distributions."""
+    for name in ("reparameterize", "kl_diag_gaussian_standard_normal", "gaussian_log_prob",
+                 "standard_normal_log_prob", "bernoulli_log_prob", "categorical_log_prob"):
+        assert getattr(vae, name) is getattr(distributions, name), name
+    x, logits = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, -1.0]])  # x first, summed over pixels
+    torch.testing.assert_close(vae.bernoulli_log_prob(x, logits), D.Bernoulli(logits=logits).log_prob(x).sum(-1))
 
 
 def test_elbo_and_iwae_functions():
@@ -120,7 +61,7 @@ def lg():
 
 
 def test_linear_gaussian_marginal_and_posterior_vs_torch(lg):
-    x = lg.sample(8, _gen(1)).detach()
+    x = lg.sample(8, generator=_gen(1)).detach()
     with torch.no_grad():
         ref = D.MultivariateNormal(lg.b, lg.marginal_cov()).log_prob(x)
         assert torch.allclose(lg.log_prob(x), ref, atol=1e-10)
@@ -139,7 +80,7 @@ def _random_q(b, h, seed):
 
 
 def test_elbo_decomposition_identity(lg):
-    x = lg.sample(6, _gen(3)).detach()
+    x = lg.sample(6, generator=_gen(3)).detach()
     with torch.no_grad():
         m, s = _random_q(6, 3, seed=4)
         log_px = lg.log_prob(x)
@@ -153,7 +94,7 @@ def test_elbo_decomposition_identity(lg):
 
 
 def test_linear_gaussian_closed_forms_vs_monte_carlo(lg):
-    x = lg.sample(2, _gen(5)).detach()
+    x = lg.sample(2, generator=_gen(5)).detach()
     with torch.no_grad():
         m, s = _random_q(2, 3, seed=6)
         q = D.MultivariateNormal(m, s)
@@ -167,7 +108,7 @@ def test_linear_gaussian_closed_forms_vs_monte_carlo(lg):
 
 def test_iwae_increases_with_k_and_approaches_log_px(lg):
     """With a diagonal q that is not the posterior, E[L_K] rises with K towards log p(x)."""
-    x = lg.sample(4, _gen(7)).detach()
+    x = lg.sample(4, generator=_gen(7)).detach()
     with torch.no_grad():
         post_m, post_s = lg.posterior(x)
         q_lv = torch.log(post_s.diagonal()).expand(4, 3)  # a mean-field q: right marginals, no correlations
@@ -176,7 +117,7 @@ def test_iwae_increases_with_k_and_approaches_log_px(lg):
         reps = 200
         means, ses = [], []
         for k in (1, 10, 100, 1000):
-            z = vae.sample_diag_gaussian(post_m, q_lv, n_samples=k * reps, generator=g).reshape(reps, k, 4, 3)
+            z = distributions.gaussian_sample(post_m, q_lv, n_samples=k * reps, generator=g).reshape(reps, k, 4, 3)
             lb = vae.iwae_bound(lg.log_likelihood(x, z).transpose(0, 1),
                                 vae.standard_normal_log_prob(z).transpose(0, 1),
                                 vae.gaussian_log_prob(z, post_m, q_lv).transpose(0, 1))  # (reps, 4)
@@ -240,46 +181,19 @@ def test_score_function_grad_matches_autograd_of_log_q():
     assert torch.allclose(sf_lv.sum(0), log_var.grad)
 
 
-# ---------------------------------------------------------------- IAF
-def test_made_masks_are_autoregressive():
-    torch.manual_seed(0)
-    made = vae.MADE(5, hidden=16, n_hidden=2, n_outputs=2).double()
-    jac = torch.autograd.functional.jacobian(lambda z: made(z), torch.randn(5, dtype=DT))  # (2, 5, 5)
-    upper = torch.triu(torch.ones(5, 5, dtype=torch.bool))  # output i may only see inputs j < i
-    assert torch.all(jac[:, upper] == 0)
-    assert torch.any(jac[:, ~upper] != 0)
-
-
-@pytest.mark.parametrize("context_dim", [0, 4])
-def test_iaf_log_det_vs_autograd_jacobian(context_dim):
-    torch.manual_seed(1)
-    flow = vae.IAFPosterior(4, n_steps=3, hidden=12, context_dim=context_dim).double()
-    for p in flow.parameters():  # move away from the near-identity initialisation
-        p.data.add_(0.3 * torch.randn_like(p))
-    ctx = torch.randn(3, context_dim, dtype=DT) if context_dim else None
-    z = torch.randn(3, 4, dtype=DT)
-    out, log_det = flow(z, ctx)
-    assert out.shape == (3, 4) and log_det.shape == (3,)
-    for i in range(3):
-        c = None if ctx is None else ctx[i:i + 1]
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None], c)[0][0], z[i])
-        assert torch.allclose(torch.linalg.slogdet(jac)[1], log_det[i], atol=1e-10)
-        assert abs(float(torch.linalg.det(jac))) > 0
-
-
 # ---------------------------------------------------------------- the VAE model
 @pytest.mark.parametrize("decoder,kind", [("bernoulli", "binary"), ("categorical", "levels"), ("gaussian", "float")])
 def test_vae_shapes_and_bounds(decoder, kind):
     torch.manual_seed(0)
     x, _ = load_digits("val", kind)
     x = x[:20]
-    model = vae.VAE(decoder=decoder, latent_dim=4, hidden=(32,))
+    model = vae.make_vae(decoder, latent_dim=4, hidden=(32,))
     with torch.no_grad():
         assert model.elbo(x).shape == (20,)
         mu, log_var = model.encode(x)
         assert mu.shape == log_var.shape == (20, 4)
         assert model.reconstruct(x).shape == (20, 64)
-        s = model.sample(6, _gen(0))
+        s = model.sample(6, generator=_gen(0))
         assert s.shape == (6, 64)
         if decoder == "categorical":
             assert s.dtype == torch.int64 and int(s.min()) >= 0 and int(s.max()) < N_LEVELS
@@ -299,7 +213,7 @@ def test_vae_shapes_and_bounds(decoder, kind):
 
 def test_vae_elbo_matches_manual_computation():
     torch.manual_seed(2)
-    model = vae.VAE(decoder="categorical", latent_dim=3, hidden=(16,))
+    model = vae.make_vae("categorical", latent_dim=3, hidden=(16,))
     x, _ = load_digits("val")
     x = x[:5]
     with torch.no_grad():
@@ -309,7 +223,7 @@ def test_vae_elbo_matches_manual_computation():
         torch.manual_seed(3)
         eps = torch.randn(1, 5, 3)
         z = mu + (0.5 * log_var).exp() * eps
-        logits = model.decode(z)[0]  # (5, 64, 17)
+        logits = model.decoder.logits(z)[0]  # (5, 64, 17)
         rec = D.Independent(D.Categorical(logits=logits), 1).log_prob(x)
         q = D.Independent(D.Normal(mu, (0.5 * log_var).exp()), 1)
         p = D.Independent(D.Normal(torch.zeros(3), torch.ones(3)), 1)
@@ -320,7 +234,7 @@ def test_vae_with_iaf_iwae_and_training_improves():
     torch.manual_seed(0)
     x, _ = load_digits("train", "binary")
     xv, _ = load_digits("val", "binary")
-    model = vae.VAE(decoder="bernoulli", latent_dim=4, hidden=(64,), iaf_steps=2, iaf_hidden=16)
+    model = vae.make_vae("bernoulli", latent_dim=4, hidden=(64,), iaf_steps=2, iaf_hidden=16)
     with torch.no_grad():
         before = -model.elbo(xv).mean()
     fit(model, x[:500], epochs=15, lr=3e-3, progress=False)
@@ -339,14 +253,14 @@ def test_iwae_training_loss_is_minus_the_mean_bound():
     torch.manual_seed(0)
     x, _ = load_digits("val", "binary")
     x = x[:8]
-    model = vae.VAE(decoder="bernoulli", latent_dim=3, hidden=(16,), train_k=5)
+    model = vae.make_vae("bernoulli", latent_dim=3, hidden=(16,), train_k=5)
     torch.manual_seed(1)
     loss = model.loss(x)
     torch.manual_seed(1)
     mu, log_var = model.encode(x)
     z = vae.reparameterize(mu, log_var, torch.randn(5, 8, 3))
     q = D.Independent(D.Normal(mu, (0.5 * log_var).exp()), 1)
-    log_w = (D.Independent(D.Bernoulli(logits=model.decode(z)), 1).log_prob(x)
+    log_w = (D.Independent(D.Bernoulli(logits=model.decoder.logits(z)), 1).log_prob(x)
              + D.Independent(D.Normal(torch.zeros(3), 1.0), 1).log_prob(z) - q.log_prob(z))  # (5, 8)
     assert torch.allclose(loss, -(torch.logsumexp(log_w, 0) - math.log(5)).mean(), atol=1e-4)
 
@@ -355,8 +269,8 @@ def test_iwae_training_loss_is_minus_the_mean_bound():
 def _tiny_made_vae(prior="standard", seed=0, dtype=DT):
     """4 pixels with 3 levels; float64 for the decoder identities (the encoder reads float32 inputs)."""
     torch.manual_seed(seed)
-    model = vae.VAE(data_dim=4, latent_dim=2, hidden=(8,), decoder="made", n_levels=3, made_hidden=(6,),
-                    prior=prior, n_pseudo=3).to(dtype)
+    model = vae.make_vae("made", data_dim=4, latent_dim=2, hidden=(8,), n_levels=3, made_hidden=(6,),
+                         prior=prior, n_pseudo=3 if prior == "vamp" else None).to(dtype)
     for p in model.parameters():  # move away from the initialisation so that every path matters
         p.data.add_(0.3 * torch.randn_like(p))
     return model
@@ -368,11 +282,11 @@ def test_made_decoder_normalises_by_enumeration():
     grid = torch.cartesian_prod(*[torch.arange(3)] * 4)  # (81, 4) every configuration
     z = torch.randn(2, 1, 2, generator=_gen(0), dtype=DT).expand(2, 81, 2)  # two fixed latents
     with torch.no_grad():
-        log_p = model.log_likelihood(grid, z)  # (2, 81)
+        log_p = model.decoder.log_prob(grid, z)  # (2, 81)
         assert torch.allclose(torch.logsumexp(log_p, -1), torch.zeros(2, dtype=DT), atol=1e-10)
         assert torch.all(log_p.std(-1) > 0.1)  # not the uniform distribution
         # p(x | z) really depends on z, and the logits equal an independent per-pixel softmax sum
-        logits = model.decode(z, grid)  # (2, 81, 4, 3)
+        logits = model.decoder.logits(grid, z)  # (2, 81, 4, 3)
         ref = D.Independent(D.Categorical(logits=logits), 1).log_prob(grid)
         assert torch.allclose(log_p, ref)
         assert (log_p[0] - log_p[1]).abs().max() > 1e-3
@@ -386,7 +300,7 @@ def test_made_decoder_is_autoregressive_by_input_gradients(window):
     z = torch.randn(3, dtype=DT)
 
     def logits_of_x(x_float):  # the decoder divides levels by L - 1; feed floats to get gradients
-        return dec(x_float * (dec.n_levels - 1), z)  # (16, 5)
+        return dec.logits(x_float * (dec.n_levels - 1), z)  # (16, 5)
 
     x = torch.rand(16, dtype=DT)
     jac = torch.autograd.functional.jacobian(logits_of_x, x)  # (16 pixels, 5 levels, 16 inputs)
@@ -399,20 +313,20 @@ def test_made_decoder_is_autoregressive_by_input_gradients(window):
 
 def test_made_vae_sampling_is_sequential_and_valid():
     model = _tiny_made_vae(prior="vamp")
-    s = model.sample(500, _gen(2))
+    s = model.sample(500, generator=_gen(2))
     assert s.shape == (500, 4) and s.dtype == torch.int64
     assert int(s.min()) >= 0 and int(s.max()) < 3
     # samples for one fixed z follow p(x | z): compare frequencies with the enumerated probabilities
     z = torch.zeros(1, 2, dtype=DT)
-    xs = model.sample_from_latent(z.expand(20_000, 2), _gen(3))  # (20000, 4)
+    xs = model.decoder.sample(z.expand(20_000, 2), generator=_gen(3))  # (20000, 4)
     grid = torch.cartesian_prod(*[torch.arange(3)] * 4)
     with torch.no_grad():
-        probs = model.log_likelihood(grid, z.expand(81, 2)).exp()  # (81,)
+        probs = model.decoder.log_prob(grid, z.expand(81, 2)).exp()  # (81,)
     codes = (xs * torch.tensor([27, 9, 3, 1])).sum(-1)  # index into the grid's (lexicographic) order
     freq = torch.bincount(codes, minlength=81).double() / len(xs)
     se = (probs * (1 - probs) / len(xs)).sqrt()
     assert torch.all((freq - probs).abs() < 5 * se + 1e-3)
-    rec = model.float().reconstruct(torch.tensor([[0, 1, 2, 1]]))  # the encoder reads float32 inputs
+    rec = model.reconstruct(torch.tensor([[0, 1, 2, 1]]))  # a draw at z = mu(x): the mean is intractable
     assert rec.shape == (1, 4) and torch.all(rec == rec.round())
 
 
@@ -439,23 +353,61 @@ def test_made_vae_elbo_below_iwae_increasing_in_k(prior):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_default_vae_unchanged_by_the_new_options():
-    """The default VAE has exactly the parameters it had before the MADE decoder and VampPrior."""
-    model = vae.VAE()
+def test_default_vae_has_only_the_parts_it_uses_and_options_are_checked():
+    """The default VAE has an MLP encoder and decoder and nothing else; options that do not apply raise."""
+    model = vae.make_vae()
     names = [n for n, _ in model.named_parameters()]
-    assert names == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
-                     "enc_out.weight", "enc_out.bias", "decoder.0.weight", "decoder.0.bias",
-                     "decoder.2.weight", "decoder.2.bias", "decoder.4.weight", "decoder.4.bias"]
-    with pytest.raises(ValueError):
-        vae.VAE(prior="flat")
+    assert names == ["encoder.net.0.weight", "encoder.net.0.bias", "encoder.net.2.weight", "encoder.net.2.bias",
+                     "encoder.out.weight", "encoder.out.bias", "decoder.net.0.weight", "decoder.net.0.bias",
+                     "decoder.net.2.weight", "decoder.net.2.bias", "decoder.net.4.weight", "decoder.net.4.bias"]
+    assert isinstance(model.prior, vae.StandardNormalPrior) and model.encoder.iaf is None
+    for bad in (dict(prior="flat"), dict(decoder="poisson"), dict(decoder="categorical", sigma=0.1),
+                dict(decoder="bernoulli", n_levels=17), dict(decoder="gaussian", made_hidden=(64,)),
+                dict(decoder="made", pixelcnn_layers=3), dict(n_pseudo=10), dict(iaf_hidden=32),
+                dict(train_k=5, beta=2.0)):
+        with pytest.raises(ValueError):
+            vae.make_vae(**bad)
+
+
+def test_vae_is_a_composition_of_its_parts():
+    """VAE(encoder, decoder, prior) from hand-built parts: the bound uses exactly those parts."""
+    torch.manual_seed(0)
+    enc = vae.GaussianEncoder(10, 3, (12,))
+    dec = vae.BernoulliDecoder(10, 3, (12,))
+    model = vae.VAE(enc, dec)
+    x = (torch.rand(4, 10) > 0.5).float()
+    torch.manual_seed(1)
+    got = model.elbo(x)
+    torch.manual_seed(1)
+    mu, log_var = enc(x)
+    z = mu + (0.5 * log_var).exp() * torch.randn(1, 4, 3)
+    ref = D.Independent(D.Bernoulli(logits=dec.logits(z[0])), 1).log_prob(x) - vae.kl_diag_gaussian_standard_normal(mu, log_var)
+    torch.testing.assert_close(got, ref)
+    assert model.sample(5, generator=_gen(0)).shape == (5, 10)
+
+
+@pytest.mark.parametrize("iaf_steps", [0, 2])
+def test_encoder_log_prob_matches_the_density_of_its_samples(iaf_steps):
+    """log q(z | x) returned with a sample equals encoder.log_prob at that z (for IAF: through its inverse)."""
+    torch.manual_seed(0)
+    enc = vae.GaussianEncoder(6, 3, (8,), iaf_steps=iaf_steps, iaf_hidden=8).double()
+    for p in enc.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = torch.rand(4, 6, dtype=DT)
+    z, log_q = enc.sample(x, 5, generator=_gen(1))
+    assert z.shape == (5, 4, 3) and log_q.shape == (5, 4)
+    torch.testing.assert_close(enc.log_prob(z, x), log_q)
+    if iaf_steps == 0:
+        mu, log_var = enc(x)
+        torch.testing.assert_close(log_q, D.Independent(D.Normal(mu, (0.5 * log_var).exp()), 1).log_prob(z))
 
 
 # ---------------------------------------------------------------- PixelCNN decoder (PixelVAE)
 def _tiny_pixel_vae(seed=0):
     """Binary 3x3 images: 2^9 = 512 configurations to enumerate."""
     torch.manual_seed(seed)
-    model = vae.VAE(data_dim=9, latent_dim=2, hidden=(8,), decoder="pixelcnn", n_levels=2,
-                    pixelcnn_channels=4, pixelcnn_layers=2, pixelcnn_dropout=0.0)
+    model = vae.make_vae("pixelcnn", data_dim=9, latent_dim=2, hidden=(8,), n_levels=2,
+                         pixelcnn_channels=4, pixelcnn_layers=2, pixelcnn_dropout=0.0)
     for p in model.parameters():  # move away from the initialisation so that every path matters
         p.data.add_(0.3 * torch.randn_like(p))
     return model.eval()
@@ -467,12 +419,12 @@ def test_pixelcnn_decoder_normalises_by_enumeration_and_sees_z():
     grid = torch.cartesian_prod(*[torch.arange(2)] * 9)  # (512, 9)
     z = torch.randn(2, 1, 2, generator=_gen(0)).expand(2, 512, 2)  # two fixed latents
     with torch.no_grad():
-        log_p = model.log_likelihood(grid, z)  # (2, 512)
-        ref = torch.stack([model.decoder.log_prob(grid, context=zk) for zk in z])  # the PixelCNN's own
+        log_p = model.decoder.log_prob(grid, z)  # (2, 512)
+        ref = torch.stack([model.decoder.pixelcnn.log_prob(grid, context=zk) for zk in z])  # the PixelCNN's own
     assert torch.allclose(torch.logsumexp(log_p, -1), torch.zeros(2), atol=1e-5)
     assert torch.allclose(log_p, ref, atol=1e-5)
     assert (log_p[0] - log_p[1]).abs().max() > 1e-3
-    s = model.sample(7, _gen(1))
+    s = model.sample(7, generator=_gen(1))
     assert s.shape == (7, 9) and s.dtype == torch.int64 and set(s.unique().tolist()) <= {0, 1}
 
 

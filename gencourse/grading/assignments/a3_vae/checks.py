@@ -9,7 +9,9 @@ object. The thin adapters below express those signatures with the reference code
 import torch
 
 from ...spec import Case, Check, fill_parameters
-from ....vae import VAE, LinearGaussianModel, bernoulli_log_prob, elbo
+from torch import nn
+
+from ....vae import LinearGaussianModel, bernoulli_log_prob, elbo, make_vae
 
 F64 = torch.float64
 
@@ -34,11 +36,21 @@ def linear_gaussian_elbo(x, W, b, sigma, q_mean, q_cov):
     return LinearGaussianModel(W, b, sigma).elbo(x, q_mean, q_cov)
 
 
-class AssignmentVAE(VAE):
-    """The assignment's VAE: one hidden layer of width ``hidden``, Bernoulli decoder."""
+class AssignmentVAE(nn.Module):
+    """The assignment's VAE: one hidden layer of width ``hidden``, Bernoulli decoder, with the
+    notebook's parameter names (``encoder``, ``enc_out``, ``decoder``) on top of gencourse.vae."""
 
     def __init__(self, data_dim: int = 64, latent_dim: int = 8, hidden: int = 128):
-        super().__init__(data_dim, latent_dim, (hidden,), decoder="bernoulli")
+        super().__init__()
+        vae = make_vae("bernoulli", data_dim=data_dim, latent_dim=latent_dim, hidden=(hidden,))
+        self.encoder, self.enc_out, self.decoder = vae.encoder.net, vae.encoder.out, vae.decoder.net
+        self.gaussian, self.bernoulli = vae.encoder, vae.decoder  # the same modules: each weight listed once
+
+    def encode(self, x: torch.Tensor):
+        return self.gaussian(x)  # (mu, log_var), each (B, latent_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.bernoulli.logits(z)  # (..., data_dim)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+r"""Measures of generative models: likelihood in bits per dimension and sample-quality probes.
+
+* :func:`bits_per_dim`: a negative log-likelihood in nats per example turned into bits per
+  dimension, :math:`\mathrm{nll} / (D \ln 2)`, the unit that compares models across image sizes.
+* :func:`nearest_neighbour_distance`: how far samples lie from the training set (a model that
+  memorises has samples at distance 0).
+* :class:`DigitClassifier`: a logistic-regression digit classifier used as a cheap quality probe
+  (its confidence is high on real digits and lower on blurry or off-manifold images).
+
+Kernel MMD, the inception score and the Fréchet distance will join here with the GAN lectures.
+
+Used by: lectures 03_pixelcnn (bits per dimension; the classifier checks class-conditional
+samples) and 04_vae (the classifier probe and nearest-neighbour distances); assignment
+a2_autoregressive (``bits_per_dim`` is graded; :mod:`gencourse.pixelcnn` re-exports it).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["bits_per_dim", "nearest_neighbour_distance", "DigitClassifier"]
+
+
+def bits_per_dim(nll_nats, n_dims: int):
+    r"""Negative log-likelihood per dimension in bits: ``nll / (D ln 2)`` (a number or a tensor)."""
+    return nll_nats / (n_dims * math.log(2))
+
+
+def nearest_neighbour_distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    r"""\min_j ||x_i - r_j||_2 for each row of ``x (N, D)`` against ``reference (M, D)``: ``(N,)``."""
+    dist = torch.cdist(x.float(), reference.float(), compute_mode="donot_use_mm_for_euclid_dist")  # (N, M)
+    return dist.min(1).values
+
+
+class DigitClassifier:
+    """A logistic-regression digit classifier (scikit-learn) on the course's training digits.
+
+    Used as a cheap sample-quality probe: the mean confidence (max class probability) of real
+    digits is high, that of blurry or off-manifold images is lower.
+
+    Args:
+        kind: the :func:`gencourse.data.load_digits` kind it is trained on (``"float"``:
+            intensities in [0, 1]; ``"levels"``: integers 0..16; ``"binary"``); feed it images
+            in the same units, flat ``(N, 64)`` or as images ``(N, 1, 8, 8)``.
+    """
+
+    def __init__(self, kind: str = "float", seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+
+        from .data import load_digits
+
+        x, y = load_digits("train", kind)
+        self.model = LogisticRegression(max_iter=2000, random_state=seed).fit(x.numpy(), y.numpy())
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, 10)``."""
+        return torch.from_numpy(self.model.predict_proba(x.detach().reshape(len(x), -1).float().cpu().numpy()))
+
+    def confidence(self, x: torch.Tensor) -> torch.Tensor:
+        """Max class probability per image, ``(N,)``."""
+        return self.predict_proba(x).max(1).values
+
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Fraction of the images ``x`` classified as their labels ``y``."""
+        return float((self.predict_proba(x).argmax(1) == y.cpu()).float().mean())

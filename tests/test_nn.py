@@ -1,0 +1,118 @@
+"""gencourse.nn: the MLP, the masked linear layer and the MADE core, against hand-built masks and
+the autoregressive property read off autograd Jacobians (pytorch-made's check, as an assert)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gencourse.nn import MADENet, MaskedLinear, made_degrees, made_masks, mlp
+
+DT = torch.float64
+
+
+def test_mlp_layout():
+    net = mlp([5, 7, 3], nn.Tanh, dropout=0.5)
+    assert [type(m) for m in net] == [nn.Linear, nn.Tanh, nn.Dropout, nn.Linear]
+    feats = mlp([5, 7, 3], nn.Tanh, final_activation=True)
+    assert [type(m) for m in feats] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh]
+    lin = mlp([4, 2, 4], None)
+    assert all(isinstance(m, nn.Linear) for m in lin)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(lin(x), lin[1](lin[0](x)))
+
+
+def test_masked_linear_equals_linear_with_zeroed_weights_and_masked_grads_vanish():
+    torch.manual_seed(0)
+    mask = (torch.rand(4, 6) > 0.5).float()
+    layer = MaskedLinear(6, 4, mask=mask)
+    x = torch.randn(3, 6)
+    out = layer(x)
+    torch.testing.assert_close(out, F.linear(x, layer.weight * mask, layer.bias))
+    out.sum().backward()
+    assert (layer.weight.grad[mask == 0] == 0).all() and (layer.weight.grad[mask == 1] != 0).any()
+    layer.set_mask(torch.ones(4, 6))
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert "mask" in dict(layer.named_buffers())
+    # a new mask set between forward and backward leaves the pending gradient masked by the old one
+    layer.weight.grad = None
+    out = layer(x)
+    layer.set_mask(mask)
+    out.sum().backward()
+    assert (layer.weight.grad != 0).all()
+
+
+# ---------------------------------------------------------------- MADE degrees and masks
+def test_made_masks_small_example_by_hand():
+    degrees = [torch.tensor([1, 2, 3]), torch.tensor([1, 2, 2, 1]), torch.tensor([1, 2, 3])]
+    m1, m2 = made_masks(degrees)
+    assert m1.shape == (4, 3) and m2.shape == (3, 4)
+    torch.testing.assert_close(m1, torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 0, 0]]).float())
+    torch.testing.assert_close(m2, torch.tensor([[0, 0, 0, 0], [1, 0, 0, 1], [1, 1, 1, 1]]).float())
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_made_mask_product_is_strictly_autoregressive(seed):
+    D = 6
+    order = [3, 0, 5, 1, 4, 2]
+    masks = made_masks(made_degrees(D, [20, 15], order, seed))
+    conn = masks[0]
+    for m in masks[1:]:
+        conn = m @ conn  # (D, D): number of paths from input j to output d
+    pos = torch.empty(D, dtype=torch.long)
+    pos[torch.tensor(order)] = torch.arange(D)
+    allowed = pos[:, None] > pos[None, :]
+    assert (conn[~allowed] == 0).all()
+    assert (conn[allowed] > 0).all()  # wide enough layers connect every allowed pair
+
+
+# ---------------------------------------------------------------- the MADE network
+MADES = {
+    "fvsbn (no hidden layer)": dict(n_dims=5, hidden_sizes=(), n_params=2, order=[4, 2, 0, 1, 3]),
+    "one layer, 3 params": dict(n_dims=5, hidden_sizes=(32,), n_params=3),
+    "two layers, order, seeded": dict(n_dims=5, hidden_sizes=(24, 24), n_params=2, order=[2, 4, 0, 3, 1], seed=3),
+    "with context (IAF-like)": dict(n_dims=5, hidden_sizes=(16, 16), n_params=2, context_dim=3, activation=nn.ELU),
+}
+
+
+@pytest.mark.parametrize("name", list(MADES))
+def test_made_net_is_autoregressive_by_input_gradients(name):
+    kw = MADES[name]
+    torch.manual_seed(0)
+    net = MADENet(**kw).double()
+    for p in net.parameters():
+        p.data.normal_()
+    ctx = torch.randn(kw.get("context_dim", 0), dtype=DT) if kw.get("context_dim") else None
+    x = torch.randn(5, dtype=DT)
+    out = net(x, ctx)
+    assert out.shape == (5, kw["n_params"])
+    jac = torch.autograd.functional.jacobian(lambda t: net(t, ctx), x)  # (D, P, D)
+    dep = jac.abs().sum(1) > 0  # (d, j): does output d depend on input j?
+    order = kw.get("order", list(range(5)))
+    pos = torch.empty(5, dtype=torch.long)
+    pos[torch.tensor(order)] = torch.arange(5)
+    allowed = pos[:, None] > pos[None, :]
+    assert not dep[~allowed].any()
+    assert dep[allowed].all()  # these widths connect every allowed pair
+    if ctx is not None:  # the context enters through the hidden units: it reaches every variable but the
+        jc = torch.autograd.functional.jacobian(lambda c: net(x, c), ctx)  # first, whose outputs are biases
+        reached = jc.abs().sum((1, 2)) > 0  # (D,)
+        assert reached[pos > 0].all() and not reached[pos == 0].any()
+
+
+def test_made_net_context_broadcasts_and_is_required():
+    net = MADENet(4, (8,), 2, context_dim=3)
+    x, ctx = torch.randn(6, 4), torch.randn(5, 6, 3)  # one x, five contexts each
+    assert net(x, ctx).shape == (5, 6, 4, 2)
+    with pytest.raises(ValueError):
+        net(x)
+    with pytest.raises(ValueError):
+        MADENet(4, (8,), 2)(x, ctx)
+
+
+def test_made_net_set_masks_switches_the_ordering():
+    net = MADENet(4, (16,), 1)
+    degrees = net.set_masks([3, 2, 1, 0])
+    assert degrees[0].tolist() == [4, 3, 2, 1]
+    x = torch.randn(4, requires_grad=True)
+    net(x)[0, 0].backward()  # output of variable 0, now the last one: sees the three others
+    assert (x.grad[1:] != 0).all() and x.grad[0] == 0
