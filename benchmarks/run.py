@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # everything
     python benchmarks/run.py --only notebooks,autograde
+    python benchmarks/run.py --only profile   # where the time of one graded submission goes
     python benchmarks/run.py --quick         # smoke run: fewer repeats, tiny budgets
 
 Rows come from: execution time of every lecture and solution notebook, autograding time per
@@ -108,6 +109,111 @@ def throughput_rows(quick: bool = False, n: int = 50, only_assignments=None) -> 
     return rows
 
 
+PROFILE_FORMAT = ("--Application.log_format=%(asctime)s.%(msecs)03d [%(name)s|%(levelname)s] %(message)s",
+                  "--Application.log_datefmt=%s", "--log-level=DEBUG")
+
+
+def _profile_phases(log: str, start: float, end: float) -> dict:
+    """Seconds per phase of one ``nbgrader autograde --student`` run, from its timestamped DEBUG log
+    (``PROFILE_FORMAT``: epoch seconds, milliseconds) and the wall-clock start and end of the run."""
+    import re
+
+    lines = []
+    for ln in log.splitlines():
+        m = re.match(r"(\d+)\.(\d{3}) \[\w+\|\w+\] (.*)", ln)
+        if m:
+            lines.append((int(m.group(1)) + int(m.group(2)) / 1000, m.group(3)))
+
+    def first(text, after=0.0):
+        return next(t for t, msg in lines if text in msg and t >= after)
+
+    def last(text, before=float("inf")):
+        return [t for t, msg in lines if text in msg and t <= before][-1]
+
+    config = first("for config files")
+    loaded = last("Loaded config file")
+    execute = first("Applying preprocessor: GencourseExecute")
+    cells = [t for t, msg in lines if ("Executing cell" in msg or "Skipping non-executing cell" in msg) and t >= execute]
+    stderr = first("Applying preprocessor: StderrToStdout", execute)
+    idle = last("'execution_state': 'idle'", stderr)
+    verify, after = first("Applying preprocessor: VerifyChecks", execute), first("Applying preprocessor: LimitOutput", execute)
+    written = lines[-1][0]
+    starts = [t for t, msg in lines if "Executing cell" in msg and t >= execute]
+    idles = [t for t, msg in lines if "'execution_state': 'idle'" in msg and t >= execute]
+    per_cell = sorted(((min([i for i in idles if i > s] or [s]) - s) for s in starts), reverse=True)
+    return {
+        "process start, imports (nbgrader, jupyter)": config - start,
+        "course configuration (nbgrader_config.py, gencourse.grading)": loaded - config,
+        "gradebook set-up, copy and check of the submission": execute - loaded,
+        "sandbox and kernel start (with its seeding, which imports torch)": cells[0] - execute,
+        "execution of the notebook's cells": idle - cells[0],
+        "kernel shutdown": stderr - idle,
+        "verification of the checks in the grader": after - verify,
+        "grades and notebook saved": written - after,
+        "process exit, grades read back": end - written,
+        "_slowest cells": per_cell[:3],
+    }
+
+
+def profile_rows(quick: bool = False, assignment: str = "a1_maximum_likelihood") -> list:
+    """Where the time of one graded submission goes: a complete submission of ``assignment`` graded
+    by ``gencourse autograde``'s own path (:func:`gencourse.grading.batch.grade_one`), with nbgrader's
+    DEBUG log timestamped (which itself costs a little), ``repeats`` times after one warm-up run; the
+    median of each phase. Three ways of running the grader: a new ``nbgrader`` process per submission
+    that shuts its kernel down gracefully (how it was done before), the same with the kernel killed
+    at the end (the course's setting now), and a child forked from a warm
+    :class:`gencourse.grading.batch.Forkserver` (what ``gencourse autograde`` does)."""
+    import subprocess
+
+    from gencourse.grading import batch, course, demo, gradebook, sandbox, simulate
+
+    repeats = 1 if quick else 3
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gencourse-profile-") as tmp:
+        crs = course.new_course(Path(tmp), ROOT, [assignment])
+        course.generate(crs, assignment)
+        db_url = gradebook.url(crs)
+        modes = {"new process, graceful kernel shutdown (as before)": ("--GencourseExecute.shutdown_kernel=graceful",),
+                 "new process": (), "fork server": ()}
+        for mode, extra in modes.items():
+            server = batch.Forkserver(course.nbgrader_env()) if mode == "fork server" else None
+            runs, totals = [], []
+            for i in range(repeats + 1):  # the first run warms the disk caches and is not counted
+                name = f"m{list(modes).index(mode)}_{i}"
+                st = simulate.Student(name, "complete", "")
+                course.submit(crs, assignment, name, demo.simulated_notebooks(crs, assignment, st))
+                log = Path(tmp) / f"{name}.log"
+                start = time.time()
+                out = batch.grade_one(crs, assignment, name, db_url, timeout=120, memory_mb=4096, file_mb=256,
+                                      wall_limit=600, extra_args=PROFILE_FORMAT + extra, log_to=log, forkserver=server)
+                end = time.time()
+                if out.status != "graded":
+                    raise RuntimeError(f"profile run {name} was not graded: {out.detail}")
+                if i:
+                    runs.append(_profile_phases(log.read_text(), start, end))
+                    totals.append(end - start)
+            if server is not None:
+                server.close()
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            note = f"{mode}; median of {repeats}; load average {load:.1f} on {os.cpu_count()} CPUs"
+            for phase in runs[0]:
+                if not phase.startswith("_"):
+                    rows.append(dict(benchmark="profile of one submission", case=f"{assignment}: {phase}",
+                                     value=round(statistics.median(r[phase] for r in runs), 2), unit="s", note=note))
+            slow = runs[len(runs) // 2]["_slowest cells"]
+            rows.append(dict(benchmark="profile of one submission", case=f"{assignment}: total ({mode})",
+                             value=round(statistics.median(totals), 2), unit="s",
+                             note=f"{note}; slowest cells {', '.join(f'{c:.2f}' for c in slow)} s"))
+        own = crs / "autograded" / "m2_1" / assignment
+        t = time.perf_counter()
+        if sandbox.available():
+            subprocess.run(sandbox.wrap(["true"], crs, own), check=True, capture_output=True)
+        rows.append(dict(benchmark="profile of one submission", case=f"{assignment}: the sandbox alone",
+                         value=round(time.perf_counter() - t, 2), unit="s",
+                         note="part of the kernel start: unshare, mounts, hidden references, PID namespace"))
+    return rows
+
+
 def module_rows(quick: bool = False, only=None) -> list:
     rows = []
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
@@ -132,7 +238,8 @@ def table(rows: list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny budgets")
-    p.add_argument("--only", default="", help="comma-separated: notebooks, autograde, throughput, or a bench_<name> module name")
+    p.add_argument("--only", default="", help="comma-separated: notebooks, autograde, throughput, profile, or a "
+                                                  "bench_<name> module name")
     p.add_argument("--submissions", type=int, default=50, help="submissions per assignment in the throughput run")
     p.add_argument("--assignments", default="", help="comma-separated assignments for the throughput run (default all)")
     args = p.parse_args(argv)
@@ -144,7 +251,9 @@ def main(argv=None) -> int:
         rows += autograde_rows(args.quick)
     if not only or "throughput" in only:
         rows += throughput_rows(args.quick, args.submissions, set(filter(None, args.assignments.split(","))))
-    own = {"notebooks", "autograde", "throughput"}
+    if not only or "profile" in only:
+        rows += profile_rows(args.quick)
+    own = {"notebooks", "autograde", "throughput", "profile"}
     if not only or only - own:
         rows += module_rows(args.quick, only - own or None)
     print(table(rows))

@@ -5,6 +5,7 @@ written correct one keep every autograded point, the untouched release gets none
 submission with realistic mistakes loses exactly the points of the test cells they break.
 (Assignment 1's deeper test, with broken and hostile submissions, is tests/test_autograder.py.)
 """
+import re
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,13 @@ def graded(tmp_path_factory):
         outcomes = batch.grade_class(crs, assignment, jobs=2, timeout=60, progress=False)
         rows = gradebook.scores(crs, assignment)
         print(demo.score_table(rows))
-        results[assignment] = ({o.student: o for o in outcomes}, rows)
+        results[assignment] = ({o.student: o for o in outcomes}, rows, crs)
     return results
 
 
 @pytest.mark.parametrize("assignment,student", CASES)
 def test_submission_loses_exactly_the_expected_points(graded, assignment, student):
-    outcomes, rows = graded[assignment]
+    outcomes, rows, _ = graded[assignment]
     assert outcomes[student].status == "graded", outcomes[student].detail
     cells = sorted({r.cell for r in rows if r.auto})
     lost = CLASSES[assignment][student][2]
@@ -46,6 +47,18 @@ def test_submission_loses_exactly_the_expected_points(graded, assignment, studen
     got = {c: table[c].score for c in cells}
     expected = {c: 0.0 if c in lost else table[c].max_score for c in cells}
     assert got == expected, f"{assignment}/{student}: {got} != {expected}"
+
+
+@pytest.mark.parametrize("assignment", list(CLASSES))
+def test_integrity_report_flags_borrowing_and_lists_similar_code(graded, assignment):
+    _, _, crs = graded[assignment]
+    report = (crs / "reports" / f"integrity_{assignment}.md").read_text()
+    flagged = set(re.findall(r"^## (\S+)", report, re.M))
+    assert not flagged & {"complete", "alternative", "untouched"}, flagged
+    if "x_borrow_reference" in CLASSES[assignment]:
+        assert "x_borrow_reference" in flagged
+    assert "# Similar code" in report and "the instructor's solution" in report  # the complete solution is one
+    assert not re.search(r"^\| \d+% likely copy \| alternative \|", report, re.M)
 
 
 def test_every_assignment_has_an_end_to_end_class():

@@ -7,12 +7,18 @@ Configured by :func:`configure` from the course's ``nbgrader_config.py``; they r
   before the first cell, ``PYTHONHASHSEED`` fixed, a per-cell timeout that interrupts the cell and
   goes on with the next, and a private folder where :func:`gencourse.grading.check` records the
   student's outputs, filed by the cell that produced them.
+  A kernel that dies, or does not stop when a cell past its timeout is interrupted, is replaced
+  (the cells before are replayed) and the rest of the notebook is graded; once the submission is
+  graded, every process its kernels left behind is ended (:mod:`.sandbox`).
+* :class:`HideHiddenTests` removes the hidden tests, and the traceback lines quoting them, from
+  the feedback that ``generate_feedback`` renders.
 * :class:`StderrToStdout` keeps warnings printed to stderr visible but stops them from zeroing a
   correct test (nbgrader scores any stderr output in a test cell as a failure).
-* :class:`VerifyChecks` recomputes, in the grader's own process, every check that a test cell
-  calls, compares with the recorded outputs, and fails the cell when the record is missing or
-  wrong. Code in the notebook that replaces the reference, the check function, ``torch.allclose``
-  or the exception display cannot turn a wrong answer into points.
+* :class:`VerifyChecks` runs, in the grader's own process, the reference of every check that a
+  test cell calls, compares it with the student's recorded outputs, dtypes and gradients (the
+  kernel only records them: the sandbox hides the graded references from it), and fails the cell
+  when the record is missing or wrong. Code in the notebook that replaces the reference, the check
+  function, ``torch.allclose`` or the exception display cannot turn a wrong answer into points.
 """
 from __future__ import annotations
 
@@ -25,15 +31,14 @@ from pathlib import Path
 import numpy as np
 from nbformat.notebooknode import NotebookNode
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Enum, Integer, Unicode
 
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader import utils as nbutils
 
-import torch
 
 from . import EVIDENCE_ENV, catalog
-from .spec import compare_outputs, to_arrays
+from .spec import unpack_records
 
 CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([\w.\-]+)["']""")
 SEED_LINES = ("import random as _r, numpy as _np, torch as _t; _r.seed({seed}); _np.random.seed({seed}); "
@@ -87,15 +92,17 @@ class GencourseExecute(Execute):
         resources["gencourse_evidence"] = str(evidence)
         self._evidence = evidence
         self._dead = set()
-        self.extra_arguments = list(self.extra_arguments) + [
-            "--HistoryManager.hist_file=:memory:",
-            f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed, threads=self.torch_threads)}",
-        ]
+        extra = ["--HistoryManager.hist_file=:memory:",
+                 f"--IPKernelApp.exec_lines={SEED_LINES.format(seed=self.seed, threads=self.torch_threads)}"]
+        self.extra_arguments = [a for a in self.extra_arguments if a not in extra] + extra  # once per process
         self._use_sandbox(resources)
         # the one variable of ours a kernel sees: where check() records the student's outputs
         env = {EVIDENCE_ENV: str(evidence), "PYTHONHASHSEED": "0"}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
+        from .sandbox import become_subreaper, end_descendants
+
+        ends_leftovers = grader_process() and become_subreaper()
         try:
             return super().preprocess(nb, resources)
         finally:
@@ -104,32 +111,57 @@ class GencourseExecute(Execute):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+            left = end_descendants() if ends_leftovers else []  # nothing a kernel started outlives its grading
+            if left:
+                self.log.warning("ended %d process(es) left behind by the submission's kernel", len(left))
 
     max_output_chars = Integer(200_000, help="Characters of printed output kept per cell; the rest is "
                                              "dropped while the cell runs, with a note").tag(config=True)
 
+    shutdown_kernel = Enum(["graceful", "immediate"], default_value="immediate",
+                           help="The kernel is killed once the last cell has run (its PID namespace with it): "
+                                "nothing of it is needed, and a graceful shutdown costs about a second").tag(config=True)
+    iopub_timeout = Integer(60, help="Seconds to wait, once a cell has replied, for the rest of its output (nbclient's "
+                                     "default, 4, is too short on a busy machine)").tag(config=True)
+    interrupt_grace = Integer(10, help="Seconds a kernel has to stop once a cell past its timeout was interrupted; "
+                                       "then the kernel is replaced and the notebook goes on").tag(config=True)
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        """Execute one cell; when the kernel dies in it, say so in the cell, start a new kernel,
-        replay the cells before it, and go on, so that the rest of the notebook is still graded."""
-        from nbclient.exceptions import DeadKernelError
+        """Execute one cell; when the kernel dies in it, or does not stop when a cell past its time
+        limit is interrupted, say so in the cell, start a new kernel, replay the cells before it, and
+        go on, so that the rest of the notebook is still graded."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
         self._chars = 0
+        patience = self.iopub_timeout
         try:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-        except DeadKernelError:
-            self.log.warning("kernel died in cell %s; restarting it and replaying the cells before", cell_index)
-            cell.outputs.append(NotebookNode(
-                output_type="error", ename="KernelDied",
-                evalue="the kernel died while running this cell (os._exit, a crash, or out of memory)",
-                traceback=["KernelDied: the kernel died while running this cell (os._exit, a crash, or out of "
-                           "memory); the notebook went on in a new kernel"]))
+        except (DeadKernelError, CellTimeoutError) as e:
+            died = isinstance(e, DeadKernelError)
+            self.log.warning("kernel %s in cell %s; replacing it and replaying the cells before",
+                             "died" if died else "did not stop after the cell's timeout", cell_index)
+            name, what = (("KernelDied", "the kernel died while running this cell (os._exit, a crash, or out of memory)")
+                          if died else
+                          ("CellTimeoutError", f"the cell ran past its time limit ({self.timeout} s) and did not stop "
+                                               "when interrupted"))
+            cell.outputs.append(NotebookNode(output_type="error", ename=name, evalue=what,
+                                             traceback=[f"{name}: {what}; the notebook went on in a new kernel"]))
             self._dead = getattr(self, "_dead", set()) | {cell_index}
+            self._file_evidence(cell_index)  # what it recorded stays with it
             await self._restart_and_replay(cell_index)
             return cell
+        finally:
+            self.iopub_timeout = patience
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        # the cell is interrupted: its kernel has interrupt_grace seconds to finish it, not iopub_timeout
+        self.iopub_timeout = min(self.iopub_timeout, self.interrupt_grace)
+        return await super()._async_handle_timeout(timeout, cell)
 
     async def _restart_and_replay(self, upto: int) -> None:
         import copy
 
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
         from nbclient.util import ensure_async
 
         await ensure_async(self.km.restart_kernel(now=True))
@@ -138,6 +170,10 @@ class GencourseExecute(Execute):
             if c.cell_type == "code" and i not in self._dead:
                 try:
                     await super().async_execute_cell(copy.deepcopy(c), i, store_history=False)
+                except (DeadKernelError, CellTimeoutError):  # it failed this time: a new kernel, without it
+                    self._dead.add(i)
+                    await ensure_async(self.km.restart_kernel(now=True))
+                    await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
                 except Exception:  # a replayed cell that fails again only loses its own state
                     self._dead.add(i)
 
@@ -160,12 +196,25 @@ class GencourseExecute(Execute):
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
-        # file what the cell recorded under the cell's index: a record only counts for the cell
-        # that was running when it was written
-        target = self._evidence / f"cell{kwargs['cell_index']:04d}"
+        self._file_evidence(kwargs["cell_index"])
+
+    def _file_evidence(self, cell_index: int) -> None:
+        """File what the cell recorded under the cell's index: a record only counts for the cell
+        that was running when it was written."""
+        target = self._evidence / f"cell{cell_index:04d}"
         for f in list(self._evidence.glob("*.npz")):
             target.mkdir(exist_ok=True)
             shutil.move(str(f), target / f.name)
+
+
+def grader_process() -> bool:
+    """Whether this process is an ``nbgrader`` command (``nbgrader autograde``, ``python -m nbgrader``),
+    whose only descendants are the kernels it starts. In any other process (the Formgrader inside a
+    Jupyter server, whose other kernels are the user's) nothing is adopted or ended."""
+    import sys
+
+    argv0 = Path(sys.argv[0] if sys.argv else "")
+    return argv0.name == "nbgrader" or (argv0.name == "__main__.py" and argv0.parent.name == "nbgrader")
 
 
 class StderrToStdout(NbGraderPreprocessor):
@@ -180,10 +229,59 @@ class StderrToStdout(NbGraderPreprocessor):
         return cell, resources
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """Feedback without hidden tests: in every graded cell, remove each ``### BEGIN HIDDEN TESTS`` ...
+    ``### END HIDDEN TESTS`` region (leaving one comment in its place), and drop from the cell's
+    tracebacks every line that quotes the removed code (a failed hidden check shows its own call).
+    The error itself (name and message: which input, expected vs got) stays.
+
+    nbgrader's ``generate_feedback`` renders the autograded notebook, which holds the hidden tests
+    (autograding restores them from the source); this runs first in its pipeline
+    (``GenerateFeedback.preprocessors``, set by :func:`configure`). Unlike nbgrader's
+    ``ClearHiddenTests``, a malformed region never stops the feedback: an unterminated one is
+    removed to the end of the cell."""
+
+    begin_test_delimeter = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
+    end_test_delimeter = Unicode("END HIDDEN TESTS").tag(config=True)
+    placeholder = Unicode("# (hidden tests: run by the grader, not shown)").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not nbutils.is_grade(cell) or self.begin_test_delimeter not in cell.source:
+            return cell, resources
+        kept, hidden, inside = [], [], False
+        for line in cell.source.split("\n"):
+            if not inside and self.begin_test_delimeter in line:
+                inside = True
+                hidden.append(line)
+                kept.append(line[:len(line) - len(line.lstrip())] + self.placeholder)
+            elif inside:
+                hidden.append(line)
+                inside = self.end_test_delimeter not in line
+            else:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        quoted = {h.strip() for h in hidden if len(h.strip()) >= 6}  # not ")": that would hide the message
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                out["traceback"] = [self._without(entry, quoted) for entry in out.get("traceback", [])]
+        return cell, resources
+
+    @staticmethod
+    def _without(entry: str, quoted: set) -> str:
+        return "\n".join(line for line in entry.split("\n")
+                         if not any(q in ANSI.sub("", line) for q in quoted))
+
+
 class VerifyChecks(NbGraderPreprocessor):
-    """Fail any test cell whose ``check(...)`` calls are not confirmed outside the notebook."""
+    """Compare, here, what each test cell's ``check(...)`` calls recorded in the kernel with the
+    reference, and fail the cell with the message a student can act on (``CheckFailed``: the input,
+    expected vs got), or as unconfirmed (``GradingIntegrityError``) when there is no usable record."""
 
     error_name = Unicode("GradingIntegrityError").tag(config=True)
+    mismatch_name = Unicode("CheckFailed").tag(config=True)
 
     def preprocess(self, nb, resources):
         folder = resources.get("gencourse_evidence")
@@ -204,19 +302,22 @@ class VerifyChecks(NbGraderPreprocessor):
         for name in names:
             problem = verify_check(name, folder)
             if problem:
+                unconfirmed = problem.startswith(f"{name}: ") or "unknown check" in problem
+                ename = self.error_name if unconfirmed else self.mismatch_name
                 cell.outputs.append(NotebookNode(
-                    output_type="error", ename=self.error_name, evalue=problem,
-                    traceback=[f"{self.error_name}: {problem}"]))
+                    output_type="error", ename=ename, evalue=problem, traceback=[f"{ename}: {problem}"]))
                 self.log.warning("cell %s: %s", index, problem)
                 break
         return cell, resources
 
 
 def verify_check(name: str, folder: Path | None) -> str | None:
-    """Recompute check ``name`` here and compare with the outputs recorded in ``folder``.
+    """Run the reference of check ``name`` here and compare with the student's records in ``folder``.
 
-    Returns ``None`` when a record exists and matches the reference on every case and device,
-    else a message for the student's feedback.
+    The kernel only recorded the student's outputs, dtypes, devices and gradients (it cannot reach
+    the reference while the assignment is graded); every comparison happens in this process, where
+    no student code runs. Returns ``None`` when a record exists and matches the reference on every
+    case and device, else a message for the student's feedback: the input, expected vs got.
     """
     spec = catalog.registry(sealed=False).get(name)
     if spec is None:
@@ -225,25 +326,26 @@ def verify_check(name: str, folder: Path | None) -> str | None:
     if not records:
         return (f"{name}: no result was recorded while this cell ran; the grading code was "
                 "bypassed or replaced, so this test cannot be confirmed")
-    reference = catalog.resolve_reference(spec, sealed=False)
-    cases = spec.build_cases()
-    expected = [to_arrays(spec.run(reference, case, torch.device("cpu"))) for case in cases]
     try:
         with np.load(records[-1], allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
+            data = unpack_records({k: f[k] for k in f.files})
     except Exception:
         return f"{name}: the recorded result is unreadable"
-    devices = sorted({k.split("__")[0] for k in data}) or ["cpu"]
+    reference = catalog.resolve_reference(spec, sealed=False)
+    cases = spec.build_cases()
+    devices = sorted({dev for dev, _ in data}) or ["cpu"]
     if "cpu" not in devices:
         return f"{name}: no result on the CPU was recorded"
-    for dev in devices:
-        for i, exp in enumerate(expected):
-            got = [data[f"{dev}__{i}__{j}"] for j in range(len(data)) if f"{dev}__{i}__{j}" in data]
+    what = spec.what or name.split(".")[-1]
+    for i, case in enumerate(cases):
+        expected = spec.evaluate(reference, case, "cpu", i)
+        for dev in devices:
+            got = data.get((dev, i))
             if not got:
-                return f"{name}: input {cases[i].describe()} on {dev} has no recorded result"
-            msg = compare_outputs(exp, got, spec.rtol, spec.atol)
+                return f"{name}: input {case.describe()} on {dev} has no recorded result"
+            msg = spec.compare(case, expected, got, dev)
             if msg:
-                return f"{name} on {dev}, input {cases[i].describe()}: {msg} (confirmed outside the notebook)"
+                return f"{what} on {dev}, input {case.describe()}:\n  {msg}\n(confirmed outside the notebook)"
     return None
 
 
@@ -254,6 +356,8 @@ def configure(c, root: str | os.PathLike, timeout: int = 120) -> None:
 
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = "gencourse"
+    from . import gradebook  # the one gradebook setting: gradebook_url.txt beside nbgrader_config.py, else SQLite
+    c.CourseDirectory.db_url = gradebook.url(Path(root))
     c.CourseDirectory.source_directory = "solutions"
     c.CourseDirectory.release_directory = "assignments"
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
@@ -268,3 +372,18 @@ def configure(c, root: str | os.PathLike, timeout: int = 120) -> None:
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     c.Validator.validate_all = True
+    from nbgrader.preprocessors import GetGrades
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]  # no hidden tests
+    # a local exchange inside the course (nbgrader release_assignment, list, fetch_assignment, submit,
+    # collect, and JupyterLab's Assignment List and Formgrader): nbgrader's default,
+    # /usr/local/share/nbgrader/exchange, does not exist on a laptop. Fetched assignments land in the
+    # course folder, where JupyterLab's Assignment List finds this configuration again.
+    exchange = Path(root) / "exchange"
+    try:
+        exchange.mkdir(exist_ok=True)
+    except OSError:  # a read-only course: the exchange commands will say that it is missing
+        pass
+    c.Exchange.root = str(exchange)
+    c.Exchange.assignment_dir = str(root)

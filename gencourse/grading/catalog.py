@@ -56,6 +56,18 @@ def registry(sealed: bool = True) -> dict:
     return _cache[sealed]
 
 
+def lookup(name: str, sealed: bool = True):
+    """The check called ``name`` (``"a1.entropy"``), loading only its assignment's checks when the
+    prefix names one (a kernel grading one assignment need not import the others); ``None`` if unknown."""
+    prefix = name.split(".")[0]
+    for assignment in assignment_names():
+        if assignment.split("_")[0] == prefix:
+            for c in assignment_module(assignment, "checks", sealed).CHECKS:
+                if c.name == name:
+                    return c
+    return registry(sealed).get(name)
+
+
 def assignment_checks(assignment: str, sealed: bool = False) -> list:
     """The checks of one assignment."""
     return list(assignment_module(assignment, "checks", sealed).CHECKS)

@@ -1,4 +1,4 @@
-"""The ``gencourse`` command: ``demo``, ``release``, ``check``, ``autograde``.
+"""The ``gencourse`` command: ``demo``, ``release``, ``check``, ``autograde``, ``feedback``.
 
 Run ``gencourse <command> --help`` for each command's options.
 """
@@ -7,6 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+
+DB_HELP = ("gradebook URL, e.g. postgresql://user:password@host:5432/course (default: the URL in the course's "
+           "gradebook_url.txt, else its SQLite gradebook.db)")
 
 
 def _demo(args) -> int:
@@ -53,6 +57,23 @@ def _autograde(args) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
+def _feedback(args) -> int:
+    from .course import find_course_root
+    from .gradebook import feedback
+
+    root = Path(args.course or find_course_root()).resolve()
+    missing = feedback(root, args.assignment, db_url=args.db)
+    written = sorted({p.parent.parent.name for p in (root / "feedback").glob(f"*/{args.assignment}/*.html")})
+    print(f"feedback for {len(written)} student{'' if len(written) == 1 else 's'} in {root / 'feedback'}")
+    if missing:
+        print(f"gencourse feedback: WARNING: {len(missing)} graded students have no autograded notebook on this "
+              f"machine and got NO feedback: {', '.join(missing)}. Their notebooks are in autograded/ of the machine "
+              "that graded them: share the course folder between grading machines (or copy "
+              f"autograded/<student>/{args.assignment}/ here), then run this again.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gencourse", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -81,9 +102,16 @@ def main(argv=None) -> int:
     a.add_argument("--force", action="store_true", help="grade again submissions already graded")
     a.add_argument("--timeout", type=int, default=120, help="per-cell timeout in seconds")
     a.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per submission (MB)")
-    a.add_argument("--db", help="gradebook URL, e.g. postgresql://user@host/course (default: the course's SQLite)")
+    a.add_argument("--db", help=DB_HELP)
     a.add_argument("--course", type=Path)
     a.set_defaults(func=_autograde)
+
+    f = sub.add_parser("feedback", help="nbgrader generate_feedback, warning about graded students whose "
+                                        "autograded notebooks are not on this machine")
+    f.add_argument("assignment")
+    f.add_argument("--db", help=DB_HELP)
+    f.add_argument("--course", type=Path)
+    f.set_defaults(func=_feedback)
 
     args = p.parse_args(argv)
     try:
@@ -96,6 +124,13 @@ def main(argv=None) -> int:
 
         if isinstance(e, (CourseError, FileNotFoundError, ValueError)):
             print(f"gencourse {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        if type(e).__module__.startswith("sqlalchemy"):  # the gradebook failed after it was opened
+            reason = " ".join(str(getattr(e, "orig", None) or e).split())
+            from .gradebook import hide_password
+
+            reason = hide_password(reason, getattr(args, "db", None))[:300]
+            print(f"gencourse {args.command}: error: the gradebook failed: {reason}", file=sys.stderr)
             return 2
         raise
 

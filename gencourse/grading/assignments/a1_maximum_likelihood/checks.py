@@ -1,4 +1,12 @@
-"""Hidden checks of assignment 1 (maximum likelihood, KL divergences, Gaussian mixtures)."""
+"""Hidden checks of assignment 1 (maximum likelihood, KL divergences, Gaussian mixtures).
+
+Besides typical inputs, each check's cases include the edge cases its specification allows: zero
+probabilities, one point, counts given as integers, grids whose densities do not vanish at the ends
+(where the trapezoidal rule and a rectangle rule differ), a non-default ``reg_covar``, and points so
+far from every component that densities underflow unless the code stays in log space. The cases run
+inside the student's kernel while grading, where the graded functions of ``gencourse.mle`` are
+hidden: they only use its helpers (``normal_log_pdf``, ``mixture_1d_log_pdf``).
+"""
 import torch
 
 from ...spec import Case, Check
@@ -30,12 +38,15 @@ def _kl_cases(gen):
 def _gaussian_cases(gen):
     return [Case((torch.randn(5, generator=gen, dtype=F64) * 2 + 1,), label="5 scalars"),
             Case((torch.randn(7, 3, generator=gen, dtype=F64) * 3 - 2,), label="7 points in 3-D"),
-            Case((torch.randn(400, 2, generator=gen, dtype=torch.float32),), label="400 float32 points")]
+            Case((torch.randn(400, 2, generator=gen, dtype=torch.float32),), label="400 float32 points"),
+            Case((torch.randn(1, 3, generator=gen, dtype=F64),), label="a single point (N = 1)")]
 
 
 def _poisson_cases(gen):
     return [Case((torch.poisson(torch.full((9,), 3.5, dtype=F64), generator=gen),), label="9 counts"),
-            Case((torch.poisson(torch.rand(12, 4, generator=gen, dtype=F64) * 8, generator=gen),), label="12 x 4 counts")]
+            Case((torch.poisson(torch.rand(12, 4, generator=gen, dtype=F64) * 8, generator=gen),), label="12 x 4 counts"),
+            Case((torch.randint(0, 9, (10, 3), generator=gen),), label="10 x 3 counts given as int64 (any float result)",
+                 exact_dtype=False)]
 
 
 _GRID = torch.linspace(-10, 10, 801, dtype=F64)
@@ -51,9 +62,12 @@ def _kl_grid_cases(gen):
     lp = _mixture([0.7, 0.3], [-2.0, 3.0], [0.8, 1.2])
     lq = normal_log_pdf(_GRID, 0.5, 2.0)
     mus = torch.linspace(-3, 3, 4, dtype=F64)[:, None]
+    short = torch.linspace(-1, 2, 31, dtype=F64)
     return [Case((lp, lq, _GRID), label="a bimodal p and a Gaussian q"),
             Case((lq, lp, _GRID), label="roles swapped"),
-            Case((lp, normal_log_pdf(_GRID, mus, 1.5), _GRID), label="p against a batch of 4 Gaussians (4, G)")]
+            Case((lp, normal_log_pdf(_GRID, mus, 1.5), _GRID), label="p against a batch of 4 Gaussians (4, G)"),
+            Case((normal_log_pdf(short, 0.5, 1.0), normal_log_pdf(short, 0.0, 2.0), short),
+                 label="a short grid on [-1, 2] where neither density vanishes at the ends")]
 
 
 def _fit_cases(gen):
@@ -77,24 +91,38 @@ def _gmm_cases(gen):
     x2 = torch.randn(15, 3, generator=gen, dtype=F64) * 2
     return [Case((x1, *_gmm_params(gen, 3, 2)), label="20 points, 3 components in 2-D"),
             Case((x2, *_gmm_params(gen, 2, 3)), label="15 points, 2 components in 3-D"),
-            Case((x1 * 30, *_gmm_params(gen, 2, 2)), label="far-away points (needs logsumexp)")]
+            Case((x1 * 30, *_gmm_params(gen, 2, 2)), label="far-away points (needs logsumexp)"),
+            Case((x1[:1], *_gmm_params(gen, 1, 2)), label="one point, one component (N = K = 1)")]
 
 
 def _em_cases(gen):
     x1 = torch.cat([torch.randn(30, 2, generator=gen, dtype=F64), torch.randn(20, 2, generator=gen, dtype=F64) + 3])
     x2 = torch.randn(40, 3, generator=gen, dtype=F64)
+    far = torch.cat([torch.randn(12, 2, generator=gen, dtype=F64) - 40, torch.randn(8, 2, generator=gen, dtype=F64) + 40])
+    far_params = (torch.tensor([0.5, 0.5], dtype=F64), torch.tensor([[-38.0, -38.0], [38.0, 38.0]], dtype=F64),
+                  0.002 * torch.eye(2, dtype=F64).repeat(2, 1, 1))
     return [Case((x1, *_gmm_params(gen, 2, 2)), label="50 points, 2 components in 2-D"),
-            Case((x2, *_gmm_params(gen, 3, 3)), label="40 points, 3 components in 3-D")]
+            Case((x2, *_gmm_params(gen, 3, 3)), label="40 points, 3 components in 3-D"),
+            Case((x1, *_gmm_params(gen, 2, 2)), dict(reg_covar=0.1), label="reg_covar = 0.1"),
+            Case((far, *far_params), label="narrow components far from every point (densities underflow: stay in log space)")]
 
 
 CHECKS = [
     Check("a1.entropy", "mle:entropy", _entropy_cases, what="entropy", atol=1e-8, rtol=1e-6),
     Check("a1.kl_divergence", "mle:kl_divergence", _kl_cases, what="kl_divergence", atol=1e-8, rtol=1e-6),
     Check("a1.gaussian_mle", "mle:gaussian_mle", _gaussian_cases, what="gaussian_mle"),
-    Check("a1.poisson_mle", "mle:poisson_mle", _poisson_cases, what="poisson_mle"),
-    Check("a1.forward_kl", "mle:forward_kl", _kl_grid_cases, what="forward_kl", atol=1e-6),
-    Check("a1.reverse_kl", "mle:reverse_kl", _kl_grid_cases, what="reverse_kl", atol=1e-6),
-    Check("a1.fit_gaussian_kl", "mle:fit_gaussian_kl", _fit_cases, what="fit_gaussian_kl", atol=1e-9),
-    Check("a1.gmm_log_prob", "mle:gmm_log_prob", _gmm_cases, what="gmm_log_prob", atol=1e-6),
-    Check("a1.em_step", "mle:em_step", _em_cases, what="em_step", atol=1e-6),
+    Check("a1.poisson_mle", "mle:poisson_mle", _poisson_cases, what="poisson_mle", grad=()),  # counts are data
+    # the grid x is not differentiated: a constant spacing is a correct way to use a uniform grid
+    Check("a1.forward_kl", "mle:forward_kl", _kl_grid_cases, what="forward_kl", atol=1e-6, grad=(0, 1),
+          hides=("mle:trapezoid",)),
+    Check("a1.reverse_kl", "mle:reverse_kl", _kl_grid_cases, what="reverse_kl", atol=1e-6, grad=(0, 1),
+          hides=("mle:trapezoid",)),
+    # a search over a grid: the pair chosen is compared, not gradients; Python floats are fine
+    Check("a1.fit_gaussian_kl", "mle:fit_gaussian_kl", _fit_cases, what="fit_gaussian_kl", atol=1e-9, grad=(),
+          exact_dtype=False),
+    # covariances are not differentiated: code reading one triangle (Cholesky) is as right as the reference
+    Check("a1.gmm_log_prob", "mle:gmm_log_prob", _gmm_cases, what="gmm_log_prob", atol=1e-6, grad=(0, 1, 2),
+          hides=("mle:_component_log_probs",)),
+    Check("a1.em_step", "mle:em_step", _em_cases, what="em_step", atol=1e-6, grad=(),
+          hides=("mle:gmm_responsibilities", "mle:fit_gmm")),
 ]

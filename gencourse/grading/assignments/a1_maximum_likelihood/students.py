@@ -91,7 +91,96 @@ MUTATIONS = {
         "open('leak.txt', 'w').write(repr(_found))",
         "tries to read the hidden tests, the gradebook, other submissions and the grader's settings, and to "
         "write outside its folder", ()),
+    "kill_parent": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)  # kill the grader\n    return k.double().mean(0)",
+        "kills the process that started its kernel (the grader, without a PID namespace)", ("test_poisson_mle",)),
+    "background_process": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "return k.double().mean(0)\n\n\nimport os, subprocess, sys, time, uuid\n"
+        "_token = 'gencourse-leftover-' + uuid.uuid4().hex  # a daemon in a new session, detached twice\n"
+        "subprocess.Popen([sys.executable, '-c', 'import os, sys, time\\nif os.fork():\\n    os._exit(0)\\n'\n"
+        "                  'open(\"background.txt\", \"w\").write(sys.argv[1])\\nwhile True:\\n    time.sleep(1)', _token],\n"
+        "                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "for _ in range(300):  # wait until it runs\n    if os.path.exists('background.txt'):\n        break\n"
+        "    time.sleep(0.1)",
+        "starts a process in a new session that forks away and runs forever (it must end with grading)", ()),
+    "ignore_interrupt": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader's interrupt does nothing\n"
+        "    while True:\n        pass",
+        "loops forever and ignores the interrupt after the timeout (as a kernel busy allocating memory on a "
+        "loaded machine answers it late)", ("test_poisson_mle",)),
 }
+
+# Realistic mistakes that pass every visible test and that only the hidden checks catch: an input
+# changed in place, a wrong dtype, an optional argument ignored, edge cases (a grid whose densities do
+# not vanish at its ends, one point, far-away points)
+MUTATIONS.update({
+    "centre_in_place": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "x -= mean  # centre the data (in place, to save memory)\n    return mean, (x ** 2).mean(0)",
+        "centres the caller's data in place (x -= mean): right values, but the input is destroyed",
+        ("test_gaussian_mle",)),
+    "poisson_float32_total": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "total = torch.zeros(k.shape[1:])  # running sum of the counts\n    for row in k:\n        total += row\n"
+        "    return total / len(k)",
+        "sums the counts into a float32 accumulator: float32 rates for float64 counts", ("test_poisson_mle",)),
+    "rectangle_rule": Mutation(
+        "kl_fit", "return (0.5 * (f[..., 1:] + f[..., :-1]) * (x[1:] - x[:-1])).sum(-1)",
+        "return (f[..., :-1] * (x[1:] - x[:-1])).sum(-1)  # left Riemann sum",
+        "a left Riemann sum instead of the trapezoidal rule (the same where the densities vanish at the grid's ends)",
+        ("test_kl_quadrature",)),
+    "gmm_squeeze": Mutation(
+        "gmm", "return torch.logsumexp(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)",
+        "return torch.logsumexp(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1).squeeze()  # (N,)",
+        "squeezes the result: a single point gives a scalar instead of shape (1,)", ("test_gmm_log_prob",)),
+    "em_ignores_reg_covar": Mutation(
+        "gmm", "new_covs = new_covs + reg_covar * torch.eye(", "new_covs = new_covs + 1e-6 * torch.eye(",
+        "EM with the default 1e-6 written in, ignoring the reg_covar argument", ("test_em_step",)),
+    "em_prob_space": Mutation(
+        "gmm", "r = torch.softmax(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)  # (N, K)",
+        "dens = weights * components.log_prob(x[:, None, :]).exp()  # (N, K)\n    r = dens / dens.sum(1, keepdim=True)",
+        "EM responsibilities from densities, outside log space (0 / 0 where every density underflows)",
+        ("test_em_step",)),
+    # borrowing the reference, one route per cell: each must fail in the kernel and cost that cell
+    "borrow_import_alias": Mutation(
+        "entropy_kl", "return -torch.xlogy(p, p).sum(-1)",
+        "from gencourse.mle import entropy as reference_entropy\n    return reference_entropy(p)",
+        "delegates entropy to the reference, imported under another name", ("test_entropy",)),
+    "borrow_importlib": Mutation(
+        "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
+        "import importlib\n    return importlib.import_module('gencourse.' + 'mle').gaussian_mle(x)",
+        "delegates gaussian_mle to the reference loaded with importlib", ("test_gaussian_mle",)),
+    "borrow_exec_source": Mutation(
+        "poisson_mle", "return k.double().mean(0)",
+        "import gencourse.mle\n    namespace = {}\n"
+        "    exec(open(gencourse.mle.__file__).read().replace('from .', 'from gencourse.'), namespace)\n"
+        "    return namespace['poisson_mle'](k)",
+        "executes the library's source file and calls its poisson_mle", ("test_poisson_mle",)),
+    "borrow_sealed_copy": Mutation(
+        "kl_fit", "f = torch.exp(log_p) * (log_p - log_q)\n    return (0.5 * (f[..., 1:] + f[..., :-1]) * (x[1:] - x[:-1])).sum(-1)",
+        "import importlib\n    from gencourse.grading import catalog\n"
+        "    return importlib.import_module(catalog.package(sealed=True) + '.mle').forward_kl(log_p, log_q, x)",
+        "delegates forward_kl to the grader's sealed copy of the reference (reverse_kl and the fit use it)",
+        ("test_kl_quadrature", "test_fit_gaussian_kl")),
+    "borrow_getsource": Mutation(
+        "gmm", "return torch.logsumexp(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)",
+        "import inspect, gencourse.mle\n    namespace = dict(vars(gencourse.mle))\n"
+        "    exec(inspect.getsource(gencourse.mle.gmm_log_prob), namespace)\n"
+        "    return namespace['gmm_log_prob'](x, weights, means, covs)",
+        "copies the reference's source with inspect.getsource and executes it", ("test_gmm_log_prob",)),
+})
+#: the mistakes tests/test_grading.py runs without nbgrader (the others loop, crash or attack the grader)
+REALISTIC = ("unbiased_variance", "kl_log_ratio_flipped", "entropy_nan_at_zero", "em_old_means", "gmm_no_logsumexp",
+             "centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze", "em_ignores_reg_covar",
+             "em_prob_space")
+#: of those, the ones that pass every visible test: only a hidden check can catch them
+HIDDEN_ONLY = ("em_old_means", "centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze",
+               "em_ignores_reg_covar", "em_prob_space")
+#: the routes to the reference; each fails in the sandboxed kernel (the cases: tests/test_grading.py)
+BORROW = ("borrow_import_alias", "borrow_importlib", "borrow_exec_source", "borrow_sealed_copy", "borrow_getsource")
 
 DEMO = (
     Student("ada", "complete", "complete, correct solution"),
@@ -115,13 +204,24 @@ E2E = {
     # realistic mistakes, two or three per submission, each in a different test cell
     "bugs_a": ("mutation", ("unbiased_variance", "kl_log_ratio_flipped", "em_old_means"),
                M["unbiased_variance"].lost + M["kl_log_ratio_flipped"].lost + M["em_old_means"].lost),
-    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp"),
-               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost),
+    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp", "em_prob_space"),
+               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost + M["em_prob_space"].lost),
+    # mistakes only the hidden checks catch: an input changed in place, a dtype, ignored reg_covar, edge cases
+    "bugs_c": ("mutation", ("centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze",
+                            "em_ignores_reg_covar"),
+               sum((M[m].lost for m in ("centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze",
+                                        "em_ignores_reg_covar")), ())),
+    # the reference borrowed by every route, one per cell; kl_divergence and em_step stay honest
+    "x_borrow_reference": ("mutation", BORROW, sum((M[m].lost for m in BORROW), ())),
     # code that loops, crashes, exhausts memory or floods the output; tricks against the grader
     **{f"x_{name}": ("mutation", (name,), M[name].lost) for name in
        ("infinite_loop", "exit_kernel", "segfault", "memory_bomb", "huge_output", "shadow_reference",
         "swallow_errors", "patch_allclose", "always_equal", "read_secrets")},
     "x_patch_check": ("mutation", ("patch_check",), HIDDEN_AFTER_GAUSSIAN),
+    # code that reaches for the grader's processes, or leaves its own behind
+    "x_kill_parent": ("mutation", ("kill_parent",), M["kill_parent"].lost),
+    "x_background_process": ("mutation", ("background_process",), M["background_process"].lost),
+    "x_ignore_interrupt": ("mutation", ("ignore_interrupt",), M["ignore_interrupt"].lost),
 }
 
 

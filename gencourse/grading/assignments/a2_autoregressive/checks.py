@@ -11,11 +11,21 @@ with the reference code (imported relatively, so the sealed copy stays sealed):
   :func:`~gencourse.pixelcnn.gated_activation`, with the sampler and ``log_prob`` of the reference;
 * :func:`raster_sample` runs the reference sampler (``method="naive"``) on a :class:`LogitsOnly`
   view of a model, which is all the student's ``sample`` is given.
+
+The cases and call adapters run inside the student's kernel while grading, where these adapters and
+the reference code behind them are hidden (``hides``): they never use them. The sampler's model is a
+:class:`CausalFixture` (shifted copies of the image, not a masked convolution), the degrees of the
+mask cases are written out or drawn here. Edge cases: binary data given as bool, int64 and float,
+per-example logits thousands apart (a max over the whole batch underflows), float32
+pre-activations of +-100 (a hand-written tanh overflows), a variable with a single value, one
+dimension.
 """
 import math
 
 import torch
 from torch import nn
+
+import torch.nn.functional as F
 
 from ....autoregressive import made_degrees
 from ...spec import Case, Check, fill_parameters
@@ -24,7 +34,7 @@ from ....pixelcnn import MaskedConv2d, ImageAutoregressiveModel, causal_mask, ga
 F64 = torch.float64
 
 __all__ = ["CHECKS", "made_degrees_even", "causal_mask_2d", "GatedBlock", "TinyPixelCNN", "LogitsOnly",
-           "raster_sample"]
+           "CausalFixture", "raster_sample"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,6 +100,40 @@ class LogitsOnly:
         return y
 
 
+def _shifted(v: torch.Tensor, di: int, dj: int) -> torch.Tensor:
+    """``out[..., i, j] = v[..., i - di, j - dj]``, zero outside the image."""
+    H, W = v.shape[-2:]
+    left = max(dj, 0)
+    p = F.pad(v, (left, max(-dj, 0), di, 0))
+    return p[..., :H, left - dj:left - dj + W]
+
+
+class CausalFixture(nn.Module):
+    """The model the hidden sampler test draws from: raster-order causal, on images of any height.
+
+    The logits of pixel ``(i, j)`` are a fixed random function of the pixels ``(i, j-1)``,
+    ``(i, j-2)`` and ``(i-1, j-1..j+1)``, read from shifted copies of the image (so it never uses a
+    masked convolution, a graded item). Weights come from ``seed``.
+    """
+
+    SHIFTS = ((0, 1), (0, 2), (1, -1), (1, 0), (1, 1))
+
+    def __init__(self, n_levels: int, image_shape, seed: int, scale: float = 1.0):
+        super().__init__()
+        self.n_levels, self.image_shape = n_levels, tuple(image_shape)
+        gen = torch.Generator().manual_seed(seed)
+        f = len(self.SHIFTS)
+        self.register_buffer("w_in", torch.randn(f, 2 * f, generator=gen) * scale)
+        self.register_buffer("w_out", torch.randn(2 * f, n_levels, generator=gen) * scale)
+        self.register_buffer("bias", torch.randn(n_levels, generator=gen) * 0.5)
+
+    def logits(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        v = x.float() / (self.n_levels - 1)  # (n, 1, H, W)
+        feats = torch.cat([_shifted(v, di, dj) for di, dj in self.SHIFTS], 1)  # (n, F, H, W)
+        hidden = torch.tanh(torch.einsum("nfhw,fg->nghw", feats, self.w_in) - 0.5 * self.w_in.sum(0)[:, None, None])
+        return torch.einsum("nghw,gk->nkhw", hidden, self.w_out) + self.bias[:, None, None]
+
+
 def raster_sample(model, n: int, generator: torch.Generator) -> torch.Tensor:
     """The reference sampler (pixel by pixel, whole image each time) on a :class:`LogitsOnly` model."""
     return ImageAutoregressiveModel.sample(model, n, generator=generator, method="naive")
@@ -107,14 +151,21 @@ def _factor_cases(gen):
     return [Case((j3, [0, 1, 2]), label="3 variables with 2, 3, 4 values, natural order"),
             Case((j3, [2, 0, 1]), label="same joint, order [2, 0, 1]"),
             Case((_joint(gen, 3, 3), [1, 0]), label="2 variables, reversed order"),
-            Case((_joint(gen, 2, 2, 2, 2), [3, 1, 0, 2]), label="4 binary variables, order [3, 1, 0, 2]")]
+            Case((_joint(gen, 2, 2, 2, 2), [3, 1, 0, 2]), label="4 binary variables, order [3, 1, 0, 2]"),
+            Case((_joint(gen, 3, 1, 2), [1, 2, 0]), label="a variable with a single value, order [1, 2, 0]")]
 
 
 def _log_likelihood_cases(gen):
     xb = (torch.rand(5, 8, generator=gen) > 0.5).to(F64)
     xc = torch.randint(0, 5, (4, 6), generator=gen)
     xl = (torch.rand(3, 10, generator=gen) > 0.5).float()
+    offsets = torch.tensor([-3000.0, 0.0, 2500.0], dtype=F64)[:, None, None]  # one scale per example
     return [Case((3 * torch.randn(5, 8, generator=gen, dtype=F64), xb), label="binary, logits (B, D) = (5, 8)"),
+            Case((3 * torch.randn(5, 8, generator=gen, dtype=F64), xb.bool()), label="binary data given as bool"),
+            Case((3 * torch.randn(5, 8, generator=gen), xb.long()), label="binary data given as int64, float32 logits"),
+            Case((2 * torch.randn(3, 4, 6, generator=gen, dtype=F64) + offsets, torch.randint(0, 6, (3, 4), generator=gen)),
+                 label="6 levels, the logits of each example offset by -3000, 0 and +2500 (normalise per example)"),
+            Case((torch.randn(1, 1, generator=gen, dtype=F64), torch.ones(1, 1, dtype=F64)), label="B = D = 1"),
             Case((2 * torch.randn(4, 6, 5, generator=gen, dtype=F64), xc), label="5 levels, logits (B, D, K) = (4, 6, 5)"),
             Case((60 * torch.randn(3, 10, generator=gen), xl),
                  label="binary float32 logits as large as +-200 (stay in log space)"),
@@ -124,19 +175,26 @@ def _log_likelihood_cases(gen):
 
 def _degree_cases(gen):
     return [Case((4, [5], [0, 1, 2, 3]), label="D = 4, one hidden layer of 5, natural order"),
+            Case((1, [3], [0]), label="D = 1, hidden [3]"),
             Case((5, [7, 3], [2, 0, 4, 1, 3]), label="D = 5, hidden [7, 3], order [2, 0, 4, 1, 3]"),
             Case((3, [], [1, 2, 0]), label="D = 3, no hidden layer, order [1, 2, 0]"),
             Case((2, [3], [1, 0]), label="D = 2, hidden [3] (every hidden degree is 1)")]
 
 
+def _random_degrees(gen, d, hidden):
+    """Degrees with a random order and hidden degrees drawn at random in ``1..D-1`` (not spread evenly)."""
+    deg_in = torch.randperm(d, generator=gen) + 1
+    return [deg_in] + [torch.randint(1, max(d - 1, 1) + 1, (h,), generator=gen) for h in hidden] + [deg_in.clone()]
+
+
 def _mask_cases(gen):
-    def degrees(d, hidden, order):
-        return made_degrees_even(d, hidden, order)
-    rand = made_degrees(6, [9, 8], torch.randperm(6, generator=gen).tolist(), seed=3)
-    return [Case((degrees(4, [5], [0, 1, 2, 3]),), label="D = 4, hidden [5]"),
-            Case((degrees(5, [7, 3], [2, 0, 4, 1, 3]),), label="D = 5, hidden [7, 3], order [2, 0, 4, 1, 3]"),
-            Case((degrees(3, [], [1, 2, 0]),), label="no hidden layer (FVSBN), order [1, 2, 0]"),
-            Case((rand,), label="D = 6, hidden [9, 8], random degrees and order")]
+    def t(*v):
+        return torch.tensor(v, dtype=torch.int64)
+    return [Case(([t(1, 2, 3, 4), t(1, 2, 3, 1, 2), t(1, 2, 3, 4)],), label="D = 4, hidden [5]"),
+            Case(([t(2, 4, 1, 5, 3), t(1, 2, 3, 4, 1, 2, 3), t(1, 2, 3), t(2, 4, 1, 5, 3)],),
+                 label="D = 5, hidden [7, 3], order [2, 0, 4, 1, 3]"),
+            Case(([t(3, 1, 2), t(3, 1, 2)],), label="no hidden layer (FVSBN), order [1, 2, 0]"),
+            Case((_random_degrees(gen, 6, [9, 8]),), label="D = 6, hidden [9, 8], random degrees and order")]
 
 
 def _causal_mask_cases(gen):
@@ -161,14 +219,15 @@ def _call_masked_conv(cls, case):
     buffers = dict(conv.named_buffers())
     if "mask" not in buffers:
         raise ValueError("MaskedConv2d has no buffer named 'mask'; use self.register_buffer('mask', ...)")
-    with torch.no_grad():
-        return conv(x), buffers["mask"]
+    return conv(x), buffers["mask"]
 
 
 def _gated_cases(gen):
     return [Case((torch.randn(2, 6, 3, 4, generator=gen, dtype=F64) * 2,), label="(B, 2C, H, W) = (2, 6, 3, 4)"),
             Case((torch.randn(5, 8, generator=gen, dtype=F64) * 2,), label="(B, 2C) = (5, 8)"),
-            Case((torch.randn(1, 4, 2, 2, generator=gen) * 20,), label="float32, large values")]
+            Case((torch.randn(1, 4, 2, 2, generator=gen) * 20,), label="float32, large values"),
+            Case((torch.tensor([[-100.0, 100.0, 60.0, -60.0], [3.0, -100.0, 100.0, 0.5]]),),
+                 label="float32 pre-activations of +-100 (tanh and sigmoid must not overflow)")]
 
 
 def _block_cases(gen):
@@ -180,8 +239,7 @@ def _call_block(cls, case):
     (x,) = case.args
     block = fill_parameters(cls(case.kwargs["channels"], case.kwargs["kernel_size"]), seed=2, scale=0.4)
     block = block.double().to(x.device)
-    with torch.no_grad():
-        return block(x)
+    return block(x)
 
 
 def _pixelcnn_cases(gen):
@@ -199,8 +257,7 @@ def _call_pixelcnn(cls, case):
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        with torch.no_grad():
-            return model.logits(x), model.log_prob(x)
+        return model.logits(x), model.log_prob(x)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
 
@@ -212,16 +269,15 @@ def _bpd_cases(gen):
 
 
 def _sample_cases(gen):
-    return [Case((), dict(n=5, seed=11, net=dict(n_levels=4, channels=6, n_blocks=2, first_kernel=3, image_shape=(4, 5))),
-                 label="5 images of 4x5 with 4 levels"),
-            Case((), dict(n=3, seed=12, net=dict(n_levels=17, channels=8, n_blocks=1, first_kernel=5, image_shape=(8, 8))),
-                 label="3 digits-sized images with 17 levels")]
+    return [Case((), dict(n=5, seed=11, net=dict(n_levels=4, image_shape=(4, 5))), label="5 images of 4x5 with 4 levels"),
+            Case((), dict(n=3, seed=12, net=dict(n_levels=17, image_shape=(8, 8))), label="3 digits-sized images with 17 levels"),
+            Case((), dict(n=2, seed=13, net=dict(n_levels=3, image_shape=(1, 6))), label="2 images of one row")]
 
 
 def _call_sample(impl, case):
     # Sampling always runs on the CPU: CPU and CUDA generators give different random numbers.
     kw = case.kwargs
-    net = fill_parameters(TinyPixelCNN(**kw["net"]), seed=kw["seed"], scale=0.6)
+    net = CausalFixture(**kw["net"], seed=kw["seed"])
     gen = torch.Generator().manual_seed(kw["seed"])
     with torch.no_grad():
         out = impl(LogitsOnly(net), kw["n"], gen)
@@ -229,24 +285,27 @@ def _call_sample(impl, case):
 
 
 CHECKS = [
+    # the joint lies on the simplex, where dividing by its total (or not) changes the gradient but not the
+    # values: only the values are specified
     Check("a2.chain_rule_factors", "autoregressive:chain_rule_factors", _factor_cases,
-          what="chain_rule_factors", rtol=1e-8, atol=1e-12),
+          what="chain_rule_factors", rtol=1e-8, atol=1e-12, grad=()),
     Check("a2.log_likelihood", "autoregressive:chain_rule_log_likelihood", _log_likelihood_cases,
-          what="chain_rule_log_likelihood", rtol=1e-5, atol=1e-6),
+          what="chain_rule_log_likelihood", rtol=1e-5, atol=1e-6, grad=(0,)),  # x is data, even as floats
     Check("a2.made_degrees", "grading.assignments.a2_autoregressive.checks:made_degrees_even", _degree_cases,
-          what="made_degrees", rtol=0, atol=0),
+          what="made_degrees", rtol=0, atol=0, hides=("autoregressive:made_degrees",)),
     Check("a2.made_masks", "autoregressive:made_masks", _mask_cases, what="made_masks", rtol=0, atol=0),
     Check("a2.causal_mask", "grading.assignments.a2_autoregressive.checks:causal_mask_2d", _causal_mask_cases,
-          what="causal_mask", rtol=0, atol=0),
+          what="causal_mask", rtol=0, atol=0, hides=("pixelcnn:causal_mask",)),
     Check("a2.masked_conv", "pixelcnn:MaskedConv2d", _masked_conv_cases, call=_call_masked_conv,
           what="MaskedConv2d (output and mask buffer)", rtol=1e-8, atol=1e-10),
     Check("a2.gated_activation", "pixelcnn:gated_activation", _gated_cases,
           what="gated_activation", rtol=1e-6, atol=1e-7),
     Check("a2.gated_block", "grading.assignments.a2_autoregressive.checks:GatedBlock", _block_cases, call=_call_block,
-          what="GatedBlock", rtol=1e-8, atol=1e-10),
+          what="GatedBlock", rtol=1e-8, atol=1e-10, hides=("pixelcnn:MaskedConv2d", "pixelcnn:gated_activation")),
     Check("a2.pixelcnn", "grading.assignments.a2_autoregressive.checks:TinyPixelCNN", _pixelcnn_cases, call=_call_pixelcnn,
-          what="TinyPixelCNN (logits and log_prob)", rtol=1e-4, atol=1e-4),
+          what="TinyPixelCNN (logits and log_prob)", rtol=1e-4, atol=1e-4,
+          hides=("pixelcnn:ImageAutoregressiveModel", "pixelcnn:MaskedConv2d", "pixelcnn:gated_activation")),
     Check("a2.bits_per_dim", "pixelcnn:bits_per_dim", _bpd_cases, what="bits_per_dim", rtol=1e-10, atol=1e-12),
     Check("a2.sample", "grading.assignments.a2_autoregressive.checks:raster_sample", _sample_cases, call=_call_sample,
-          what="sample", rtol=0, atol=0),
+          what="sample", rtol=0, atol=0, hides=("pixelcnn:ImageAutoregressiveModel",)),
 ]

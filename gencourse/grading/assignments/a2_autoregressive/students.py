@@ -69,6 +69,65 @@ MUTATIONS = {
         "pixels of that row not yet generated", ("test_sample",)),
 }
 
+# Realistic mistakes that pass every visible test and that only the hidden checks catch: a wrong
+# dtype, gradients cut off (.data, a stray detach()), edge cases (float32 overflow, per-example
+# scales, binary data given as bool or int)
+MUTATIONS.update({
+    "made_masks_bool": Mutation(
+        "made_masks", "masks.append(connect.float())", "masks.append(connect)",
+        "MADE masks returned as bool tensors where float masks are specified", ("test_made_masks",)),
+    "masked_conv_weight_data": Mutation(
+        "masked_conv", "return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)",
+        "return F.conv2d(x, self.weight.data * self.mask, self.bias, padding=self.padding)",
+        "masks weight.data instead of the weight: right outputs, but no gradient reaches the weight (the block "
+        "and the PixelCNN use it, so they never train either)", ("test_masked_conv", "test_gated_block", "test_pixelcnn")),
+    "block_detached_residual": Mutation(
+        "gated_block", "return h + self.proj(gated_activation(self.conv(h)))",
+        "return h.detach() + self.proj(gated_activation(self.conv(h)))",
+        "a stray detach() on the residual connection: no gradient flows through it (the PixelCNN uses the block)",
+        ("test_gated_block", "test_pixelcnn")),
+    "naive_tanh": Mutation(
+        "gated", "return torch.tanh(h_f) * torch.sigmoid(h_g)",
+        "e = torch.exp(2 * h_f)\n    return (e - 1) / (e + 1) * torch.sigmoid(h_g)  # tanh written out",
+        "tanh written out with exp: inf / inf = NaN for float32 pre-activations above 44", ("test_gated_activation",)),
+    "log_softmax_global_max": Mutation(
+        "log_likelihood",
+        "log_cond = torch.log_softmax(logits, dim=-1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)",
+        "shifted = logits - logits.max()  # subtract the max for stability\n"
+        "        log_softmax = shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))\n"
+        "        log_cond = log_softmax.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)",
+        "log-softmax stabilised with the largest logit of the whole batch instead of each row's", ("test_log_likelihood",)),
+    "bce_float_targets_only": Mutation(
+        "log_likelihood", "log_cond = x * logits - F.softplus(logits)",
+        'log_cond = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")',
+        "Bernoulli log-likelihood with BCE, which fails for binary data given as bool or int64", ("test_log_likelihood",)),
+    # borrowing the reference: the library, and the adapters of the hidden checks
+    "borrow_library": Mutation(
+        "chain_rule", "p = joint.permute(*order)  # axes in the order of the chain",
+        "import gencourse.autoregressive as ar\n    return ar.chain_rule_factors(joint, order)",
+        "delegates chain_rule_factors to the library", ("test_chain_rule",)),
+    "borrow_check_adapter": Mutation(
+        "made_degrees", "deg_in = torch.empty(n_dims, dtype=torch.long)",
+        "from gencourse.grading.assignments.a2_autoregressive.checks import made_degrees_even\n"
+        "    return made_degrees_even(n_dims, hidden_sizes, order)",
+        "delegates made_degrees to the adapter the hidden check compares with", ("test_made_degrees",)),
+    "borrow_reexport": Mutation(
+        "bpd", "return nll_nats / (n_dims * math.log(2))",
+        "from gencourse import pixelcnn  # re-exports metrics.bits_per_dim\n    return pixelcnn.bits_per_dim(nll_nats, n_dims)",
+        "delegates bits_per_dim to the library's re-export", ("test_bits_per_dim",)),
+    "borrow_sampler": Mutation(
+        "sample", "    H, W = model.image_shape\n",
+        "    from gencourse.grading.assignments.a2_autoregressive import checks\n"
+        "    return checks.raster_sample(checks.LogitsOnly(model), n, generator)\n    H, W = model.image_shape\n",
+        "delegates sample to the reference sampler of the hidden check", ("test_sample",)),
+})
+#: the mistakes tests/test_grading.py runs without nbgrader
+REALISTIC = tuple(n for n in MUTATIONS if not n.startswith("borrow_"))
+#: of those, the ones that pass every visible test: only a hidden check can catch them
+HIDDEN_ONLY = ("made_masks_bool", "masked_conv_weight_data", "block_detached_residual", "naive_tanh",
+               "log_softmax_global_max", "bce_float_targets_only")
+BORROW = ("borrow_library", "borrow_check_adapter", "borrow_reexport", "borrow_sampler")
+
 E2E = {
     "complete": ("complete", (), ()),
     "untouched": ("untouched", (), "all"),
@@ -80,4 +139,10 @@ E2E = {
     "bugs_b": ("mutation", ("made_output_ge", "causal_mask_full_row", "gated_halves_swapped", "sampler_stale_row"),
                ("test_made_masks", "test_causal_mask", "test_masked_conv", "test_gated_activation", "test_gated_block",
                 "test_pixelcnn", "test_sample")),
+    # mistakes only the hidden checks catch: a dtype, weight.data, float32 overflow, a batch-wide max
+    "bugs_c": ("mutation", ("made_masks_bool", "masked_conv_weight_data", "naive_tanh", "log_softmax_global_max"),
+               ("test_made_masks", "test_masked_conv", "test_gated_block", "test_pixelcnn", "test_gated_activation",
+                "test_log_likelihood")),
+    # the reference borrowed through the library and through the hidden checks' own adapters
+    "x_borrow_reference": ("mutation", BORROW, sum((MUTATIONS[m].lost for m in BORROW), ())),
 }

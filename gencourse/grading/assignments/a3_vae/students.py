@@ -61,6 +61,30 @@ MUTATIONS = {
         "decoder returns probabilities instead of logits", ("test_vae",)),
 }
 
+# Realistic mistakes that pass every visible test and that only the hidden checks catch: an input
+# changed in place, gradients cut off by a stray detach(), a batch-wide max instead of a per-example one
+MUTATIONS.update({
+    "reparam_in_place": Mutation(
+        "reparameterize", "return mu + torch.exp(0.5 * log_var) * eps",
+        "return eps.mul_(torch.exp(0.5 * log_var)).add_(mu)  # in place: no new tensor",
+        "reparameterisation computed in place in the caller's eps: right values, the noise is destroyed",
+        ("test_reparameterize",)),
+    "elbo_detached_logits": Mutation(
+        "elbo", "F.binary_cross_entropy_with_logits(logits, target", "F.binary_cross_entropy_with_logits(logits.detach(), target",
+        "ELBO whose reconstruction term detaches the decoder's logits: right values, the decoder never trains",
+        ("test_elbo",)),
+    "iwae_global_max": Mutation(
+        "iwae_bound", "return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])",
+        "top = log_w.max()  # the largest log-weight, for stability\n"
+        "    return top + torch.log(torch.exp(log_w - top).mean(0))",
+        "IWAE bound stabilised with the largest log-weight of the whole batch instead of each example's",
+        ("test_iwae_bound",)),
+})
+#: the mistakes tests/test_grading.py runs without nbgrader
+REALISTIC = tuple(MUTATIONS)
+#: of those, the ones that pass every visible test: only a hidden check can catch them
+HIDDEN_ONLY = ("elbo_plus_kl", "vae_swapped_halves", "reparam_in_place", "elbo_detached_logits", "iwae_global_max")
+
 E2E = {
     "complete": ("complete", (), ()),
     "untouched": ("untouched", (), "all"),
@@ -70,4 +94,7 @@ E2E = {
                 "test_vae")),
     "bugs_b": ("mutation", ("variance_as_sigma", "elbo_pixel_mean", "iwae_no_log_k", "lg_elbo_no_trace", "vae_sigmoid_decoder"),
                ("test_reparameterize", "test_elbo", "test_iwae_bound", "test_lg_elbo", "test_vae")),
+    # mistakes only the hidden checks catch: an input changed in place, a stray detach(), a batch-wide max
+    "bugs_c": ("mutation", ("reparam_in_place", "elbo_detached_logits", "iwae_global_max"),
+               ("test_reparameterize", "test_elbo", "test_iwae_bound")),
 }

@@ -1,0 +1,229 @@
+"""The kernel's process isolation (gencourse.grading.sandbox), tested on real processes, without nbgrader.
+
+A command wrapped by :func:`sandbox.wrap` is what a kernel is while a submission is graded. In its
+own PID namespace it is process 1, cannot see or signal the grader, and takes every process it
+started with it when it ends, however it ends; interrupts still reach it. Where namespaces are not
+allowed, the grader adopts and ends what a kernel leaves behind (:func:`sandbox.end_descendants`).
+The end-to-end versions (a submission that kills its grader, one that leaves a daemon behind, graded
+on a busy machine) are in tests/test_autograder.py.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gencourse.grading import sandbox
+
+needs_namespaces = pytest.mark.skipif(not sandbox.available(), reason="this system does not allow unprivileged "
+                                                                      "user namespaces")
+
+
+@pytest.fixture
+def course(tmp_path):
+    """A course folder with a submission's own folder, as the autograder lays it out."""
+    own = tmp_path / "autograded" / "s" / "a0_test"
+    own.mkdir(parents=True)
+    (tmp_path / "solutions").mkdir()
+    return tmp_path, own
+
+
+def _python(code: str) -> list:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def _running(token: str) -> list:
+    """Processes whose command line holds ``token`` (``pgrep -f``, read from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if token.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def _wait_gone(token: str, seconds: float = 10.0) -> list:
+    deadline = time.monotonic() + seconds
+    while _running(token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _running(token)
+
+
+# run by the code under test: a daemon in a new session that forks away from its parent, and a
+# sleeping process in another session, both marked with a token (spelled backwards here, so that the command
+# line of the code itself does not carry it)
+_DAEMON = """
+import os, subprocess, sys, time
+token = {backwards!r}[::-1]
+subprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork():\\n    os._exit(0)\\nwhile True:\\n    time.sleep(1)', token],
+                 start_new_session=True)
+subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', token], start_new_session=True)
+deadline = time.time() + 20
+while time.time() < deadline:  # until both run
+    found = 0
+    for p in os.listdir('/proc'):
+        try:
+            found += token.encode() in open(f'/proc/{{p}}/cmdline', 'rb').read()
+        except OSError:
+            pass
+    if found >= 2:
+        break
+    time.sleep(0.05)
+"""
+
+
+class _Daemon:
+    def format(self, token):
+        return _DAEMON.format(backwards=token[::-1])
+
+
+DAEMON = _Daemon()
+
+
+@needs_namespaces
+def test_the_kernel_is_process_one_and_sees_only_its_own_processes(course):
+    crs, own = course
+    code = """
+        import os
+        print(os.getpid(), os.getppid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+    """
+    out = subprocess.run(sandbox.wrap(_python(code), crs, own), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pid, ppid, visible = out.stdout.split(" ", 2)
+    assert (int(pid), int(ppid)) == (1, 0)
+    assert visible.strip() == "[1]", visible  # the grader and everything else: not there
+
+
+@needs_namespaces
+def test_the_kernel_cannot_signal_the_grader_or_anything_outside(course):
+    crs, own = course
+    bystander = subprocess.Popen(["sleep", "60"])  # a process of the grading user, outside the sandbox
+    try:
+        code = """
+            import os, signal
+            if os.getpid() != 1:  # not in a PID namespace: kill(-1) would reach every process of the user
+                raise SystemExit(3)
+            for target in (-1, os.getppid()):  # every process it may signal; its parent (0: its own group)
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+        """
+        out = subprocess.run(sandbox.wrap(_python(code), crs, own), capture_output=True, text=True, timeout=60,
+                             start_new_session=True)
+        assert out.returncode not in (0, 3), "the kernel is not in a PID namespace"  # it killed itself, nothing else
+        time.sleep(0.2)
+        assert bystander.poll() is None, "a process outside the sandbox was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@needs_namespaces
+@pytest.mark.parametrize("ending", ["exits", "is killed", "crashes"])
+def test_every_process_the_kernel_started_ends_with_it(course, ending):
+    crs, own = course
+    token = f"gencourse-test-{uuid.uuid4().hex}"
+    end = {"exits": "", "is killed": "", "crashes": "import ctypes; ctypes.string_at(0)"}[ending]
+    code = (DAEMON.format(token=token) + "\nprint('started', flush=True)\nsys.stdin.readline()  # until told\n"
+            + end)
+    proc = subprocess.Popen(sandbox.wrap(_python(code), crs, own), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        assert len(_running(token)) >= 2, "the daemons never ran"
+        if ending == "is killed":  # as jupyter_client kills a kernel: the process it started, with its group
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.stdin.write("end\n")
+            proc.stdin.flush()
+        proc.wait(timeout=60)
+        assert _wait_gone(token) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _running(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+@needs_namespaces
+def test_the_kernel_and_its_processes_end_when_the_grader_is_killed(course):
+    """A grader killed from outside (out of memory, or stopped for running too long) leaves nothing:
+    its kernel, in a session of its own, and the kernel's daemons go with it."""
+    crs, own = course
+    token = f"gencourse-test-{uuid.uuid4().hex}"
+    kernel = DAEMON.format(token=token) + "\nprint('started', flush=True)\nimport time; time.sleep(120)"
+    grader = ("import subprocess, sys\n"
+              f"k = subprocess.Popen({sandbox.wrap(_python(kernel), crs, own)!r}, start_new_session=True)\n"
+              "k.wait()")
+    proc = subprocess.Popen([sys.executable, "-c", grader], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        assert len(_running(token)) >= 2
+        proc.kill()
+        proc.wait()
+        assert _wait_gone(token) == []
+    finally:
+        for pid in _running(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+@needs_namespaces
+def test_an_interrupt_reaches_the_kernel_and_only_interrupts_it(course):
+    crs, own = course
+    code = """
+        import signal, sys, time
+        hits = []
+        signal.signal(signal.SIGINT, lambda *a: hits.append(1))
+        print('ready', flush=True)
+        deadline = time.time() + 30
+        while len(hits) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        print('interrupted', len(hits), flush=True)
+    """
+    proc = subprocess.Popen(sandbox.wrap(_python(code), crs, own), stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)  # as jupyter_client starts a kernel
+    assert proc.stdout.readline().strip() == "ready"
+    for _ in range(2):  # as jupyter_client interrupts it: SIGINT to the process group
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+    assert proc.stdout.readline().strip() == "interrupted 2"
+    assert proc.wait(timeout=30) == 0
+
+
+def test_without_namespaces_the_grader_ends_what_a_kernel_left(tmp_path):
+    """The fallback: a process that adopts orphans (``become_subreaper``) ends every descendant once
+    a submission is graded, daemons that left their session included."""
+    token = f"gencourse-test-{uuid.uuid4().hex}"
+    code = ("from gencourse.grading.sandbox import become_subreaper, end_descendants\n"
+            "assert become_subreaper()\n"
+            "import subprocess, sys\n"
+            f"subprocess.run([sys.executable, '-c', {DAEMON.format(token=token)!r}], check=True)\n"
+            "print(len(end_descendants()))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout) >= 2  # the daemon and the sleep, both adopted
+        assert _wait_gone(token) == []
+    finally:
+        for pid in _running(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_daemons_of_these_tests_outlive_a_plain_process(tmp_path):
+    """The tests above can fail: without a PID namespace or a subreaper, the same daemons stay."""
+    token = f"gencourse-test-{uuid.uuid4().hex}"
+    try:
+        subprocess.run([sys.executable, "-c", DAEMON.format(token=token)], check=True, timeout=60)
+        time.sleep(0.3)
+        assert len(_running(token)) >= 2
+    finally:
+        for pid in _running(token):
+            os.kill(pid, signal.SIGKILL)
