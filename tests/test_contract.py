@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import gencourse
-from gencourse import autoencoder, autoregressive as ar, mle, pixelcnn, vae
+from gencourse import autoencoder, autoregressive as ar, flows, mle, pixelcnn, vae
 
 B, N = 4, 5  # batch of data, number of samples
 D, SIDE, LEVELS, H = 16, 4, 3, 2  # tiny data: 4x4 images with 3 levels, 2 latent dimensions
@@ -109,6 +109,17 @@ MODELS = {
     "GMMFit": Case(_gmm, _floats((B, 2))),
     "StandardNormalPrior": Case(_module(lambda: vae.StandardNormalPrior(H)), _floats((B, H))),
     "VampPrior": Case(_module(lambda: vae.VampPrior(vae.GaussianEncoder(D, H, (8,)), n_pseudo=3)), _floats((B, H))),
+    "Flow-realnvp": Case(_module(lambda: flows.realnvp(D, 2, 8, mixing="linear")), _floats((B, D))),
+    "Flow-maf": Case(_module(lambda: flows.maf(D, 2, 8)), _floats((B, D))),
+    "Flow-image-realnvp": Case(_module(lambda: flows.image_realnvp((1, SIDE, SIDE), 4, 2, 2)),
+                               _floats((B, 1, SIDE, SIDE))),
+    "DequantizedFlow": Case(_module(lambda: flows.DequantizedFlow(flows.image_realnvp((1, SIDE, SIDE), 4, 2, 2), LEVELS)),
+                            _levels((B, 1, SIDE, SIDE))),
+    "DequantizedFlow-variational": Case(_module(lambda: flows.DequantizedFlow(
+        flows.image_realnvp((1, SIDE, SIDE), 4, 2, 2), LEVELS, flows.VariationalDequantizer(SIDE * SIDE, LEVELS, 8))),
+        _levels((B, 1, SIDE, SIDE))),
+    "VariationalFlow-planar": Case(_module(lambda: flows.VariationalFlow([flows.PlanarFlow(H, seed=k) for k in range(2)], H)),
+                                   _floats((B, H))),
     "Autoencoder": Case(_module(lambda: autoencoder.Autoencoder(D, H, (8,))), _floats((B, D)), score=""),
     "DenoisingAutoencoder": Case(_module(lambda: autoencoder.DenoisingAutoencoder(D, H, (8,))), _floats((B, D)),
                                  score=""),
