@@ -36,7 +36,7 @@ Contents:
 
 Used by: lecture 04_vae; assignment a3_vae (``reparameterize``, ``kl_diag_gaussian_standard_normal``,
 ``elbo``, ``iwae_bound``, :class:`LinearGaussianModel` and the Bernoulli VAE are graded; the
-notebook imports ``LinearGaussianModel, gaussian_log_prob, kl_gaussians, reparam_grad,
+notebook imports ``LinearGaussianModel, gaussian_log_prob, reparam_grad,
 score_function_grad, standard_normal_log_prob`` from here).
 """
 from __future__ import annotations

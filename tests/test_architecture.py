@@ -115,3 +115,17 @@ def test_alternative_solutions_are_linted_python():
     proc = subprocess.run([ruff, "check", "--select", "F,E9", "--output-format", "concise",
                            *map(str, files), str(catalog.ASSIGNMENTS_DIR)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_notebooks_train_for_a_fixed_number_of_steps():
+    """No wall-clock training budget in a lecture, solution or release: a slow laptop must get the
+    same model as a fast one (``fit(..., max_seconds=...)`` is for benchmarks only)."""
+    import json
+
+    offenders = []
+    for nb in sorted(ROOT.glob("lectures/*.ipynb")) + sorted(ROOT.glob("solutions/*/*.ipynb")) + sorted(
+            ROOT.glob("assignments/*/*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] == "code" and "max_seconds" in "".join(cell["source"]):
+                offenders.append(f"{nb.relative_to(ROOT)} cell {i}")
+    assert not offenders, f"wall-clock training budgets: {offenders}"

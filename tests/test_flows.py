@@ -33,6 +33,8 @@ TRANSFORMS = {
     "AffineCoupling-checkerboard": (lambda: flows.AffineCoupling(flows.checkerboard_mask(4, 4), 8, channels=2),
                                     _img(2, 4, 4), 0),
     "AffineCoupling-channel": (lambda: flows.AffineCoupling(flows.channel_mask(4, 1), 8), _img(4, 2, 2), 0),
+    "RationalQuadraticCoupling": (lambda: flows.RationalQuadraticCoupling(flows.alternating_mask(5), 16, 6, 3.0),
+                                  lambda g: 2.5 * torch.randn(B, 5, generator=g, dtype=DT), 0),  # inside and outside
     "ActNorm": (lambda: flows.ActNorm(4), _vec(4), 0),
     "ActNorm-image": (lambda: flows.ActNorm(2, image=True), _img(2, 2, 3), 0),
     "InvertibleLinear": (lambda: flows.InvertibleLinear(4, seed=3), _vec(4), 0),
@@ -50,6 +52,7 @@ TRANSFORMS = {
     "IAFPosterior": (lambda: flows.IAFPosterior(4, n_steps=3, hidden=12), _vec(4), 0),
     "IAFPosterior-context": (lambda: flows.IAFPosterior(4, n_steps=2, hidden=12, context_dim=3), _vec(4), 3),
     "Compose-realnvp": (lambda: flows.realnvp(4, 3, 16, mixing="linear").transform, _vec(4), 0),
+    "Compose-spline": (lambda: flows.spline_flow(3, 2, 16, 5).transform, _vec(3), 0),
     "Compose-maf": (lambda: flows.maf(3, 2, 12).transform, _vec(3), 0),
     "Compose-image-realnvp": (lambda: flows.image_realnvp((1, 4, 4), 8, 2, 2).transform, _img(1, 4, 4, unit=True), 0),
 }
@@ -177,8 +180,8 @@ def _grid_mass(log_prob, lim=7.0, n=401):
         return float(torch.exp(log_prob(pts)).sum() * h * h)
 
 
-@pytest.mark.parametrize("make", [lambda: flows.realnvp(2, 4, 16, mixing="linear"), lambda: flows.maf(2, 3, 16)],
-                         ids=["realnvp", "maf"])
+@pytest.mark.parametrize("make", [lambda: flows.realnvp(2, 4, 16, mixing="linear"), lambda: flows.maf(2, 3, 16),
+                                  lambda: flows.spline_flow(2, 3, 16)], ids=["realnvp", "maf", "spline"])
 def test_random_2d_flow_density_integrates_to_one(make):
     torch.manual_seed(0)
     flow = make().double()
@@ -189,7 +192,7 @@ def test_random_2d_flow_density_integrates_to_one(make):
         for p in flow.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=DT))
     flow.eval()
-    assert _grid_mass(flow.log_prob, lim=12.0, n=601) == pytest.approx(1.0, abs=1e-3)
+    assert _grid_mass(flow.log_prob, lim=12.0, n=1201) == pytest.approx(1.0, abs=2e-3)  # splines need a fine grid
 
 
 def test_one_dimensional_worked_example():

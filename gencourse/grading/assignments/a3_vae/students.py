@@ -80,10 +80,25 @@ MUTATIONS.update({
         "IWAE bound stabilised with the largest log-weight of the whole batch instead of each example's",
         ("test_iwae_bound",)),
 })
+# borrowing the reference: the library's linear-Gaussian posterior and Gaussian KL (the oracles of the visible
+# tests are computed with torch.distributions, so these are hidden while grading like every other reference)
+MUTATIONS.update({
+    "borrow_posterior": Mutation(
+        "lg_posterior", "eye = torch.eye(W.shape[1], dtype=W.dtype, device=W.device)",
+        "return LinearGaussianModel(W, b, sigma).posterior(x)  # the library's exact posterior\n"
+        "    eye = torch.eye(W.shape[1], dtype=W.dtype, device=W.device)",
+        "delegates linear_gaussian_posterior to gencourse.vae.LinearGaussianModel.posterior", ("test_lg_posterior",)),
+    "borrow_kl_gaussians": Mutation(
+        "lg_elbo", "kl = 0.5 * (trace_s + (q_mean ** 2).sum(-1) - h - torch.logdet(q_cov))",
+        "from gencourse.vae import kl_gaussians\n"
+        "    kl = kl_gaussians(q_mean, q_cov, torch.zeros_like(q_mean), torch.eye(h, dtype=W.dtype))",
+        "computes the KL term of linear_gaussian_elbo with gencourse.vae.kl_gaussians", ("test_lg_elbo",)),
+})
 #: the mistakes tests/test_grading.py runs without nbgrader
-REALISTIC = tuple(MUTATIONS)
+REALISTIC = tuple(n for n in MUTATIONS if not n.startswith("borrow_"))
 #: of those, the ones that pass every visible test: only a hidden check can catch them
 HIDDEN_ONLY = ("elbo_plus_kl", "vae_swapped_halves", "reparam_in_place", "elbo_detached_logits", "iwae_global_max")
+BORROW = ("borrow_posterior", "borrow_kl_gaussians")
 
 E2E = {
     "complete": ("complete", (), ()),
@@ -97,4 +112,6 @@ E2E = {
     # mistakes only the hidden checks catch: an input changed in place, a stray detach(), a batch-wide max
     "bugs_c": ("mutation", ("reparam_in_place", "elbo_detached_logits", "iwae_global_max"),
                ("test_reparameterize", "test_elbo", "test_iwae_bound")),
+    # the library's posterior and Gaussian KL borrowed, one per cell
+    "x_borrow_reference": ("mutation", BORROW, sum((MUTATIONS[m].lost for m in BORROW), ())),
 }
