@@ -620,8 +620,9 @@ class Flow(nn.Module):
     Args:
         transform: ``f``.
         event_shape: the shape of one data point (and of ``z``), e.g. ``(2,)`` or ``(1, 8, 8)``.
-        base: a ``torch.distributions.Distribution`` over one event (default: the standard normal,
-            computed without one so that it follows the model's device and dtype).
+        base: a ``torch.distributions.Distribution`` over one event with an inverse CDF (``icdf``;
+            e.g. a uniform or a normal, wrapped in ``Independent``), default the standard normal,
+            computed without one so that it follows the model's device and dtype.
 
     ``log_prob(x) -> (B,)`` in nats; ``sample(n, *, generator=None)`` draws z ~ p_Z and returns
     f^{-1}(z); ``loss(x)`` is the mean negative log-likelihood.
@@ -649,8 +650,14 @@ class Flow(nn.Module):
         ref = self._ref()
         if self.base is None:
             z = torch.randn(n, *self.event_shape, generator=generator, dtype=ref.dtype, device=ref.device)
-        else:
-            z = self.base.sample((n,)).to(ref)
+        else:  # by the inverse CDF of the base, so that the generator decides the draw
+            u = torch.rand(n, *self.event_shape, generator=generator, dtype=ref.dtype, device=ref.device)
+            base = self.base.base_dist if isinstance(self.base, torch.distributions.Independent) else self.base
+            try:
+                z = base.icdf(u).to(ref)
+            except NotImplementedError:
+                raise ValueError(f"Flow.sample draws a custom base through its inverse CDF, which "
+                                 f"{type(base).__name__} does not have") from None
         with torch.no_grad():
             return self.transform.inverse(z)[0]
 

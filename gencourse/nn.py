@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["mlp", "MaskedLinear", "made_degrees", "made_masks", "MADENet"]
+__all__ = ["mlp", "MaskedLinear", "made_degrees", "made_masks", "MADENet", "randomize_"]
 
 
 def mlp(sizes: Sequence[int], activation: Optional[Callable[[], nn.Module]] = nn.ReLU, dropout: float = 0.0,
@@ -189,3 +189,15 @@ class MADENet(nn.Module):
             h = self.drop(self.act(h))
         out = self.head(h)  # (..., P * D)
         return out.unflatten(-1, (self.n_params, self.n_dims)).transpose(-1, -2)  # (..., D, P)
+
+
+def randomize_(module: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
+    """A fixed random module for checks: N(0, std^2) noise added to every parameter (layers that
+    start as the identity, such as flow couplings, move away from it), gradients off, eval mode
+    (so that a data-initialised layer such as an ActNorm does not initialise itself). In place;
+    returns ``module``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+    return module.requires_grad_(False).eval()

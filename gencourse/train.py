@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "default_device", "devices", "minibatches", "History", "fit", "evaluate"]
+__all__ = ["seed_everything", "default_device", "devices", "minibatches", "History", "fit", "evaluate", "best_time"]
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -140,6 +140,17 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
     model.eval()
     hist.seconds = time.perf_counter() - start
     return hist
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    """The shortest wall time in seconds of ``repeat`` calls of ``fn`` (the least disturbed by other
+    work on a shared machine). For printing and plotting only: never assert a timing."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def _progress(it, desc: str, enabled: bool):

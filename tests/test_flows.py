@@ -202,8 +202,9 @@ def test_one_dimensional_worked_example():
     flow = flows.Flow(flows.Affine(0.5, -0.5).double(), (1,), base=base)
     y = torch.tensor([[1.2], [2.0], [2.9]], dtype=DT)
     torch.testing.assert_close(flow.log_prob(y), torch.full((3,), math.log(0.5), dtype=DT))
-    s = flow.sample(2000)
+    s = flow.sample(2000, generator=torch.Generator().manual_seed(0))
     assert s.min() >= 1.0 and s.max() <= 3.0 and abs(float(s.mean()) - 2.0) < 0.05
+    assert torch.equal(s, flow.sample(2000, generator=torch.Generator().manual_seed(0)))  # the generator decides
 
 
 def test_planar_variational_flow_log_prob_matches_its_samples():

@@ -116,3 +116,27 @@ def test_made_net_set_masks_switches_the_ordering():
     x = torch.randn(4, requires_grad=True)
     net(x)[0, 0].backward()  # output of variable 0, now the last one: sees the three others
     assert (x.grad[1:] != 0).all() and x.grad[0] == 0
+
+
+def test_randomize_moves_every_parameter_reproducibly_and_freezes():
+    from gencourse.nn import randomize_
+
+    torch.manual_seed(0)
+    a = randomize_(mlp([3, 4, 2]), 0.5, seed=1)
+    torch.manual_seed(0)
+    b = randomize_(mlp([3, 4, 2]), 0.5, seed=1)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb) and not pa.requires_grad
+    assert not a.training
+    c = torch.nn.Linear(2, 2)
+    torch.nn.init.zeros_(c.weight)
+    randomize_(c, 0.5)
+    assert (c.weight != 0).all()
+
+
+def test_best_time_is_the_minimum_of_the_calls():
+    from gencourse.train import best_time
+
+    calls = []
+    t = best_time(lambda: calls.append(1), repeat=4)
+    assert len(calls) == 4 and t >= 0.0
