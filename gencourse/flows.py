@@ -41,8 +41,8 @@ Models: :class:`Flow` (``log_prob``, ``sample``, ``loss``), :func:`realnvp`, :fu
 variational with :class:`VariationalDequantizer`) whose ``log_prob`` is a valid lower bound on the
 discrete log-likelihood. :func:`jacobian_log_det` is the general O(D^3) baseline.
 
-Used by: lecture 04_vae (the IAF posterior, :func:`gencourse.vae.make_vae` with ``iaf_steps > 0``),
-lecture 05_flows and assignment a4_flows.
+Used by: :func:`gencourse.vae.make_vae` (``iaf_steps > 0``: the IAF posterior), lecture 05_flows,
+assignment a4_flows and ``benchmarks/bench_flows.py``.
 """
 from __future__ import annotations
 

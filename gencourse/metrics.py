@@ -7,7 +7,9 @@ r"""Measures of generative models: likelihood in bits per dimension and sample-q
 * :class:`DigitClassifier`: a logistic-regression digit classifier used as a cheap quality probe
   (its confidence is high on real digits and lower on blurry or off-manifold images).
 
-Kernel MMD, the inception score and the Fréchet distance will join here with the GAN lectures.
+* :func:`mmd_to_data`: the kernel MMD between samples and held-out data (any family that samples).
+
+The inception score and the Fréchet distance will join here with the GAN lectures.
 
 Used by: lectures 03_pixelcnn (bits per dimension; the classifier checks class-conditional
 samples) and 04_vae (the classifier probe and nearest-neighbour distances); assignment
@@ -19,7 +21,9 @@ import math
 
 import torch
 
-__all__ = ["bits_per_dim", "nearest_neighbour_distance", "DigitClassifier"]
+from .kernels import median_bandwidth, mmd2
+
+__all__ = ["bits_per_dim", "nearest_neighbour_distance", "mmd_to_data", "DigitClassifier"]
 
 
 def bits_per_dim(nll_nats, n_dims: int):
@@ -31,6 +35,19 @@ def nearest_neighbour_distance(x: torch.Tensor, reference: torch.Tensor) -> torc
     r"""\min_j ||x_i - r_j||_2 for each row of ``x (N, D)`` against ``reference (M, D)``: ``(N,)``."""
     dist = torch.cdist(x.float(), reference.float(), compute_mode="donot_use_mm_for_euclid_dist")  # (N, M)
     return dist.min(1).values
+
+
+def mmd_to_data(samples: torch.Tensor, reference: torch.Tensor, bandwidth=None) -> float:
+    r"""Unbiased MMD^2 between a model's samples ``(N, D)`` and held-out data ``(M, D)`` (flattened),
+    with a Gaussian kernel whose bandwidths are 0.5, 1 and 2 times the median distance within the
+    held-out data unless given (:func:`gencourse.kernels.mmd2`). 0 in expectation when the model
+    matches the data; compare with the floor MMD^2 between two real samples of the same sizes."""
+    x = samples.reshape(len(samples), -1).double()
+    y = reference.reshape(len(reference), -1).double()
+    if bandwidth is None:
+        h = median_bandwidth(y)
+        bandwidth = [0.5 * h, h, 2 * h]
+    return float(mmd2(x, y, bandwidth, unbiased=True))
 
 
 class DigitClassifier:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import gencourse
-from gencourse import autoencoder, autoregressive as ar, flows, mle, pixelcnn, vae
+from gencourse import autoencoder, autoregressive as ar, flows, kernels, mle, pixelcnn, vae
 
 B, N = 4, 5  # batch of data, number of samples
 D, SIDE, LEVELS, H = 16, 4, 3, 2  # tiny data: 4x4 images with 3 levels, 2 latent dimensions
@@ -120,6 +120,9 @@ MODELS = {
         _levels((B, 1, SIDE, SIDE))),
     "VariationalFlow-planar": Case(_module(lambda: flows.VariationalFlow([flows.PlanarFlow(H, seed=k) for k in range(2)], H)),
                                    _floats((B, H))),
+    "KernelDensity": Case(lambda dev: kernels.KernelDensity(_floats((20, 2))(dev), 0.3), _floats((B, 2))),
+    "MMDNet": Case(_module(lambda: kernels.MMDNet(D, 3, (8,))), _floats((B, D)), score=""),
+    "MMDNet-sigmoid": Case(_module(lambda: kernels.MMDNet(D, 3, (8,), output="sigmoid")), _floats((B, D)), score=""),
     "Autoencoder": Case(_module(lambda: autoencoder.Autoencoder(D, H, (8,))), _floats((B, D)), score=""),
     "DenoisingAutoencoder": Case(_module(lambda: autoencoder.DenoisingAutoencoder(D, H, (8,))), _floats((B, D)),
                                  score=""),

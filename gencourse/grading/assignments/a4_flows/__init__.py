@@ -1,0 +1,1 @@
+"""Assignment a4_flows: its hidden checks (checks.py) and simulated students (students.py, alternative.py)."""
