@@ -66,12 +66,12 @@ def _toy_rows(name: str, quick: bool) -> list[dict]:
         model = make()
         seconds, epochs, _ = _train(model, x, x_val, QUICK_SECONDS if quick else TOY_SECONDS, lr, TOY_BATCH)
         with torch.no_grad():
-            nll = float(-model.log_prob(x_test).mean())
+            log_p = model.log_prob(x_test)
+        nll, se = float(-log_p.mean()), float(log_p.std()) / len(x_test) ** 0.5
         rows.append(dict(benchmark=f"flow_{name}", case=f"{model_name}: test NLL - entropy", value=round(nll - entropy, 4),
-                         unit="nats", note=f"NLL {nll:.4f}, entropy {entropy:.4f} (test s.e. about "
-                                           f"{float(model.log_prob(x_test).std()) / len(x_test) ** 0.5:.3f}); {seconds:.0f} s, "
+                         unit="nats", note=f"NLL {nll:.4f}, entropy {entropy:.4f} (test s.e. {se:.3f}); {seconds:.0f} s, "
                                            f"{epochs} epochs of {len(x)} draws, batch {TOY_BATCH} then {2 * TOY_BATCH}, "
-                                           f"lr {lr} then {lr / 10}"))
+                                           f"lr {lr:g} then {lr / 10:g}"))
     return rows
 
 
@@ -89,7 +89,7 @@ def _digit_rows(quick: bool, variational: bool = False) -> list[dict]:
     name = "flow_digits_" + ("variational" if variational else "uniform")
     rows = [dict(benchmark=name, case="training", value=round(spent, 1), unit="s",
                  note=f"image RealNVP {DIGIT_CONFIG}, {'variational' if variational else 'uniform'} dequantization, "
-                      f"Adam lr {DIGIT_LR} then {DIGIT_LR / 10}, batch {DIGIT_BATCH}, best-val weights of each phase "
+                      f"Adam lr {DIGIT_LR:g} then {DIGIT_LR / 10:g}, batch {DIGIT_BATCH}, best-val weights of each phase "
                       f"(best epoch {best + 1} of {epochs}), {torch.get_num_threads()} thread(s)")]
     for k in KS:
         torch.manual_seed(1)
