@@ -24,6 +24,7 @@ from torch import nn
 
 import gencourse
 from gencourse import autoencoder, autoregressive as ar, flows, kernels, mle, pixelcnn, vae
+from gencourse import denoising
 
 B, N = 4, 5  # batch of data, number of samples
 D, SIDE, LEVELS, H = 16, 4, 3, 2  # tiny data: 4x4 images with 3 levels, 2 latent dimensions
@@ -126,6 +127,8 @@ MODELS = {
     "Autoencoder": Case(_module(lambda: autoencoder.Autoencoder(D, H, (8,))), _floats((B, D)), score=""),
     "DenoisingAutoencoder": Case(_module(lambda: autoencoder.DenoisingAutoencoder(D, H, (8,))), _floats((B, D)),
                                  score=""),
+    "GeneralizedDAE-walkback": Case(_module(lambda: denoising.GeneralizedDAE(D, (8,), walkback=2)), _floats((B, D)), score=""),
+    "BinaryGeneralizedDAE": Case(_module(lambda: denoising.BinaryGeneralizedDAE(D, (8,), walkback=1)), _binary((B, D)), score=""),
 }
 
 #: Conditional parts of a VAE: (part, its data x, the condition), each a function of the device.
