@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import gencourse
-from gencourse import autoencoder, autoregressive as ar, flows, kernels, mle, pixelcnn, vae
+from gencourse import autoencoder, autoregressive as ar, flows, gan, kernels, mle, pixelcnn, vae
 from gencourse import denoising
 
 B, N = 4, 5  # batch of data, number of samples
@@ -121,6 +121,9 @@ MODELS = {
         _levels((B, 1, SIDE, SIDE))),
     "VariationalFlow-planar": Case(_module(lambda: flows.VariationalFlow([flows.PlanarFlow(H, seed=k) for k in range(2)], H)),
                                    _floats((B, H))),
+    **{f"GAN-{kind}": Case(_module(lambda kind=kind: gan.mlp_gan(2, 2, 8, 1, kind=kind)), _floats((B, 2)), score="")
+       for kind in gan.KINDS},
+    "GAN-dcgan": Case(_module(lambda: gan.dcgan(4, 4)), _floats((B, 1, 8, 8)), score=""),
     "KernelDensity": Case(lambda dev: kernels.KernelDensity(_floats((20, 2))(dev), 0.3), _floats((B, 2))),
     "MMDNet": Case(_module(lambda: kernels.MMDNet(D, 3, (8,))), _floats((B, D)), score=""),
     "MMDNet-sigmoid": Case(_module(lambda: kernels.MMDNet(D, 3, (8,), output="sigmoid")), _floats((B, D)), score=""),

@@ -233,3 +233,11 @@ def test_mmd_to_data_is_near_zero_for_the_same_distribution():
     same = metrics.mmd_to_data(toy.sample(500, 0), toy.sample(500, 1))
     other = metrics.mmd_to_data(data.ring().sample(500, 0), toy.sample(500, 1))
     assert abs(same) < 0.01 < other
+
+
+def test_minkowski_two_is_exact_for_large_coordinates():
+    """No |x|^2 + |y|^2 - 2 x^T y cancellation: 30 float32 points near (1000, -1000)."""
+    x = torch.tensor([1000.0, -1000.0]) + 0.01 * torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
+    exact = scipy_cdist(x.double().numpy(), x.double().numpy())
+    ours = kernels.pairwise_distances(x, metric="minkowski", p=2.0).double().numpy()
+    np.testing.assert_allclose(ours, exact, atol=1e-4)
