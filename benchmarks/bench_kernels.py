@@ -24,20 +24,12 @@ import torch
 
 from gencourse import data, kernels
 from gencourse.data import N_LEVELS, load_digits
-from gencourse.metrics import DigitClassifier, bits_per_dim, mmd_to_data
+from gencourse.metrics import DigitClassifier, bits_per_dim, mmd_to_data, modes_covered
 from gencourse.train import fit, seed_everything
 
 BANDWIDTHS = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0]
 NET_STEPS, QUICK_STEPS = 3000, 100
 TEST_REPS, SHIFT, SAMPLE_SIZE, PERMUTATIONS = 200, 0.5, 50, 199
-
-
-def _modes(samples: torch.Tensor, toy) -> tuple[int, float]:
-    dist = torch.cdist(samples.double(), toy.means)
-    near = dist.min(1).values < 3 * float(toy.stds.max())
-    counts = torch.bincount(dist.argmin(1)[near], minlength=len(toy.means))
-    fair = len(samples) / len(toy.means)
-    return int((counts > fair / 4).sum()), float(near.double().mean())
 
 
 def _toy_rows(name: str, quick: bool) -> list[dict]:
@@ -58,7 +50,7 @@ def _toy_rows(name: str, quick: bool) -> list[dict]:
     held = toy.sample(2000, 4)
     samples = net.sample(2000, generator=torch.Generator().manual_seed(5))
     floor = mmd_to_data(toy.sample(2000, 6), held)
-    modes, share = _modes(samples, toy)
+    modes, share = modes_covered(samples, toy, min_fraction=1 / (4 * len(toy.means)))
     rows += [
         dict(benchmark=f"kernels_{name}", case="MMD net: MMD^2 to held-out", value=round(mmd_to_data(samples, held), 5),
              unit="", note=f"floor (real vs real) {floor:.5f}; {steps} steps of 256, {seconds:.0f} s"),

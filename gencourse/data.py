@@ -128,6 +128,15 @@ class GaussianMixture2D:
         log_comp = -0.5 * sq / var - torch.log(2 * math.pi * var)  # 2-D normal, (N, K)
         return torch.logsumexp(torch.log(self.weights) + log_comp, dim=1)
 
+    def mode_fractions(self, x: torch.Tensor, n_stds: float = 3.0) -> torch.Tensor:
+        """The fraction of the points ``x (N, 2)`` that lie within ``n_stds`` standard deviations of
+        each mode (each point counted at its nearest mode): ``(K,)``, summing to the share of points
+        near some mode."""
+        dist = torch.cdist(torch.as_tensor(x, dtype=torch.float64), self.means)  # (N, K)
+        nearest = dist.argmin(1)
+        near = dist.min(1).values < n_stds * self.stds[nearest]
+        return torch.bincount(nearest[near], minlength=len(self.means)).double() / len(x)
+
     def bounds(self, margin: float = 8.0) -> tuple[float, float, float, float]:
         """A box ``(x0, x1, y0, y1)`` holding all but a negligible mass of the density."""
         s = float(self.stds.max()) * margin

@@ -8,8 +8,10 @@ r"""Measures of generative models: likelihood in bits per dimension and sample-q
   (its confidence is high on real digits and lower on blurry or off-manifold images).
 
 * :func:`mmd_to_data`: the kernel MMD between samples and held-out data (any family that samples).
+* :func:`modes_covered`: modes of a 2-D toy mixture that samples reach, and the share near a mode.
+* :func:`inception_score`: from the class probabilities of the digit classifier.
 
-The inception score and the Fréchet distance will join here with the GAN lectures.
+The Fréchet distance will join here with the evaluation lecture.
 
 Used by: lectures 03_pixelcnn (bits per dimension; the classifier checks class-conditional
 samples) and 04_vae (the classifier probe and nearest-neighbour distances); assignment
@@ -23,7 +25,8 @@ import torch
 
 from .kernels import median_bandwidth, mmd2
 
-__all__ = ["bits_per_dim", "nearest_neighbour_distance", "mmd_to_data", "DigitClassifier"]
+__all__ = ["bits_per_dim", "nearest_neighbour_distance", "mmd_to_data", "modes_covered", "inception_score",
+           "DigitClassifier"]
 
 
 def bits_per_dim(nll_nats, n_dims: int):
@@ -48,6 +51,24 @@ def mmd_to_data(samples: torch.Tensor, reference: torch.Tensor, bandwidth=None) 
         h = median_bandwidth(y)
         bandwidth = [0.5 * h, h, 2 * h]
     return float(mmd2(x, y, bandwidth, unbiased=True))
+
+
+def modes_covered(samples: torch.Tensor, mixture, min_fraction: float = 0.02, n_stds: float = 3.0) -> tuple[int, float]:
+    """Mode coverage of a 2-D toy mixture (:class:`gencourse.data.GaussianMixture2D`): how many modes
+    hold at least ``min_fraction`` of the samples within ``n_stds`` standard deviations, and the share
+    of samples that lie that close to some mode (the "high-quality" share)."""
+    fractions = mixture.mode_fractions(samples, n_stds)
+    return int((fractions >= min_fraction).sum()), float(fractions.sum())
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    r"""IS = \exp\big(E_x\, \mathrm{KL}(p(y \mid x) \| p(y))\big) from class probabilities ``(N, C)``
+    of a classifier on N samples, with p(y) their mean: between 1 (every sample the same class
+    mix) and C (confident, evenly spread classes). The course uses :class:`DigitClassifier`."""
+    p_yx = probs.double()
+    p_y = p_yx.mean(0)
+    kl = (p_yx * (torch.log(p_yx.clamp_min(1e-300)) - torch.log(p_y.clamp_min(1e-300)))).sum(1)  # (N,)
+    return float(torch.exp(kl.mean()))
 
 
 class DigitClassifier:
