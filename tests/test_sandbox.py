@@ -68,22 +68,15 @@ def _wait_gone(token: str, seconds: float = 30.0) -> list:
 # sleeping process in another session, both marked with a token (spelled backwards here, so that the command
 # line of the code itself does not carry it)
 _DAEMON = """
-import os, subprocess, sys, time
+import subprocess, sys
 token = {backwards!r}[::-1]
-subprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork():\\n    os._exit(0)\\nwhile True:\\n    time.sleep(1)', token],
-                 start_new_session=True)
-subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', token], start_new_session=True)
-deadline = time.time() + 90
-while time.time() < deadline:  # until both run (slowly, on a loaded machine)
-    found = 0
-    for p in os.listdir('/proc'):
-        try:
-            found += token.encode() in open(f'/proc/{{p}}/cmdline', 'rb').read()
-        except OSError:
-            pass
-    if found >= 2:
-        break
-    time.sleep(0.05)
+daemon = subprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork():\\n    os._exit(0)\\n'
+                           'print(1, flush=True)\\nwhile True:\\n    time.sleep(1)', token],
+                          stdout=subprocess.PIPE, start_new_session=True)
+sleeper = subprocess.Popen([sys.executable, '-c', 'import time; print(1, flush=True); time.sleep(1000)', token],
+                           stdout=subprocess.PIPE, start_new_session=True)
+daemon.stdout.readline(), sleeper.stdout.readline()  # both run (however slowly a loaded machine starts them) ...
+daemon.wait()  # ... and the daemon has left its parent, which is gone: nothing is still forking
 """
 
 
@@ -223,6 +216,34 @@ def test_without_namespaces_the_grader_ends_what_a_kernel_left(tmp_path):
     finally:
         for pid in _running(token):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_that_keeps_forking_away_is_ended_too(tmp_path):
+    """A daemon that forks a new copy of itself and exits, again and again, is found by the next
+    round of :func:`sandbox.end_descendants` whenever it forks between being found and being killed."""
+    token = f"gencourse-test-{uuid.uuid4().hex}"
+    hopper = ("import os, time\\nwhile True:\\n    time.sleep(0.001)\\n    if os.fork():\\n        os._exit(0)")
+    code = ("from gencourse.grading.sandbox import become_subreaper, end_descendants\n"
+            "assert become_subreaper()\n"
+            "import subprocess, sys, time\n"
+            f"subprocess.Popen([sys.executable, '-c', '{hopper}', {token[::-1]!r}[::-1]], start_new_session=True)\n"
+            "time.sleep(0.5)\n"
+            "print(len(end_descendants()))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout) >= 1
+        assert _wait_gone(token, seconds=5) == []
+    finally:
+        for _ in range(100):  # a copy that escaped (the test failed) keeps hopping: end it with its group
+            left = _running(token)
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def test_the_daemons_of_these_tests_outlive_a_plain_process(tmp_path):

@@ -174,23 +174,54 @@ def descendants(pid: int | None = None) -> list:
     return found
 
 
-def end_descendants() -> list:
+def end_descendants(rounds: int = 100) -> list:
     """Kill every process below this one (each submission's kernel has been shut down when this
-    runs), collect those that are its children, and return their process ids."""
+    runs), collect those that are its children, and return the ids of all it found there (running,
+    or exited and not yet collected).
+
+    A process may fork between being found and being killed; its child is then adopted by this
+    process (:func:`become_subreaper`) and found in the next round, so this repeats until a
+    round finds nothing (at most ``rounds`` rounds)."""
     import signal
 
-    gone = descendants()
-    for pid in gone:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    for pid in gone:
-        try:
-            os.waitpid(pid, 0)
-        except (ChildProcessError, OSError):  # not our child (its parent collects it), or collected
-            pass
+    gone = []
+    own_group = os.getpgrp()
+    for _ in range(rounds):
+        found = descendants()
+        states = {pid: _state(pid) for pid in found}
+        running = [pid for pid, (state, _) in states.items() if state not in ("Z", None)]
+        groups = {group for _, group in states.values()} - {own_group, None}
+        for group in groups:
+            try:  # each whole group at once, zombies' too: a daemon that forks copies of itself and exits
+                # faster than this reads /proc is never found running, but stays in the group of its zombies
+                os.killpg(group, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in running:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in found:  # zombies included: those whose parent was killed are ours to collect
+            try:
+                os.waitpid(pid, 0)
+            except (ChildProcessError, OSError):  # not our child (its parent collects it), or collected
+                pass
+        gone += [pid for pid in found if pid not in gone]
+        if not found:
+            break
     return gone
+
+
+def _state(pid: int) -> tuple:
+    """The state letter (``"Z"``: a zombie, waiting to be collected) and process group of ``pid``,
+    ``(None, None)`` once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return fields[0], int(fields[2])
+    except (OSError, ValueError, IndexError):
+        return None, None
 
 
 def hide_references(course: Path, own: Path) -> list:
