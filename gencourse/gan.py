@@ -210,15 +210,17 @@ class GAN(nn.Module):
         self.generator.train(was_training)
         return x
 
-    def critic_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def critic_loss(self, real: torch.Tensor, fake: torch.Tensor, *,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The discriminator's (critic's) loss on a real batch and a fake batch (fakes as given: the
-        caller decides whether they carry a graph to the generator)."""
+        caller decides whether they carry a graph to the generator); ``generator`` draws the
+        penalty's interpolation weights (WGAN-GP)."""
         real_out, fake_out = self.discriminator(real), self.discriminator(fake)
         if self.kind == "gan":
             return discriminator_loss(real_out, fake_out)
         loss = critic_loss_wgan(real_out, fake_out)
         if self.kind == "wgan-gp":
-            loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake)
+            loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake, generator=generator)
         return loss
 
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -227,23 +229,32 @@ class GAN(nn.Module):
             return generator_loss(out, self.saturating)
         return generator_loss_wgan(out)
 
-    def train_step(self, reals: Sequence[torch.Tensor], opt_d: torch.optim.Optimizer,
-                   opt_g: torch.optim.Optimizer) -> tuple[float, float]:
-        """``len(reals) = k`` discriminator steps (one per real batch, fakes detached from G), then one
-        generator step through the discriminator with its gradients discarded (only ``opt_g`` steps).
+    def train_step(self, reals: Sequence[torch.Tensor], opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
+                   *, noises: Optional[Sequence[torch.Tensor]] = None,
+                   generator: Optional[torch.Generator] = None) -> tuple[float, float]:
+        """``k = len(reals)`` discriminator steps (one per real batch, on fakes drawn without a graph to
+        G), then one generator step through the discriminator with its gradients discarded (only
+        ``opt_g`` steps). ``noises``: the ``k + 1`` noise batches to use (the last for the generator
+        step); else they are drawn from ``generator`` (as is the penalty's interpolation weight).
         Returns the last discriminator loss and the generator loss."""
+        k = len(reals)
+        if noises is not None and len(noises) != k + 1:
+            raise ValueError(f"noises: expected k + 1 = {k + 1} batches (k discriminator steps, one generator step), "
+                             f"got {len(noises)}")
+        def noise(i: int, n: int) -> torch.Tensor:
+            return noises[i] if noises is not None else self.noise(n, generator)
         self.discriminator.requires_grad_(True)
-        for real in reals:
+        for i, real in enumerate(reals):
             with torch.no_grad():  # the discriminator step must not reach the generator
-                fake = self.generator(self.noise(len(real)))
-            d_loss = self.critic_loss(real, fake)
+                fake = self.generator(noise(i, len(real)))
+            d_loss = self.critic_loss(real, fake, generator=generator)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             if self.kind == "wgan-clip":
                 clip_weights_(self.discriminator, self.clip)
         self.discriminator.requires_grad_(False)  # the generator step must not change the discriminator
-        g_loss = self.generator_loss(self.generator(self.noise(len(reals[-1]))))
+        g_loss = self.generator_loss(self.generator(noise(k, len(reals[-1]))))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -254,7 +265,9 @@ class GAN(nn.Module):
             lr_g: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
             callback: Optional[Callable[[int, "GAN"], None]] = None) -> dict:
         """Train for a fixed number of generator ``steps`` (each after ``k`` discriminator steps) with
-        Adam (WGAN-clip: RMSprop, as in the paper). Returns the per-step losses ``{"d": [...], "g": [...]}``;
+        Adam (WGAN-clip: RMSprop, as in the paper). ``seed`` fixes the batches, the noise and the
+        penalty's interpolation weights (the parameters are the caller's: seed before building the
+        model). Returns the per-step losses ``{"d": [...], "g": [...]}``;
         ``callback(step, model)`` runs after every step (snapshots for pictures)."""
         if self.kind == "wgan-clip":
             opt_d = torch.optim.RMSprop(self.discriminator.parameters(), lr=lr_d)
@@ -262,13 +275,15 @@ class GAN(nn.Module):
         else:
             opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)
             opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr_g, betas=betas)
-        gen = torch.Generator().manual_seed(seed)
-        x = x.to(self._ref().device)
+        gen = torch.Generator().manual_seed(seed)  # the batches
+        device = self._ref().device
+        noise_gen = torch.Generator(device).manual_seed(seed + 1)  # the noise and the penalty's weights
+        x = x.to(device)
         history = {"d": [], "g": []}
         self.train()
         for step in range(steps):
             reals = [x[torch.randint(len(x), (batch_size,), generator=gen)] for _ in range(k)]
-            d, g = self.train_step(reals, opt_d, opt_g)
+            d, g = self.train_step(reals, opt_d, opt_g, generator=noise_gen)
             history["d"].append(d)
             history["g"].append(g)
             if callback is not None:
