@@ -112,8 +112,11 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
     r"""E_{\hat x}[(\|\nabla_{\hat x} f(\hat x)\|_2 - 1)^2] on interpolates
     \hat x = \epsilon x + (1 - \epsilon) \tilde x, one \epsilon \sim U[0, 1] per sample; the norm is
-    per sample, over all of its dimensions. ``create_graph`` so the penalty trains the critic."""
-    eps = torch.rand(len(real), *[1] * (real.dim() - 1), generator=generator, dtype=real.dtype, device=real.device)
+    per sample, over all of its dimensions. ``create_graph`` so the penalty trains the critic.
+    ``generator`` (on any device) draws the weights."""
+    shape = (len(real),) + (1,) * (real.dim() - 1)
+    where = generator.device if generator is not None else real.device  # a CPU generator serves data anywhere
+    eps = torch.rand(shape, generator=generator, dtype=real.dtype, device=where).to(real.device)
     x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
     grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     norms = grad.flatten(1).norm(dim=1)  # (B,): one norm per interpolate

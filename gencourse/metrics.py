@@ -10,8 +10,9 @@ r"""Measures of generative models: likelihood in bits per dimension and sample-q
 * :func:`mmd_to_data`: the kernel MMD between samples and held-out data (any family that samples).
 * :func:`modes_covered`: modes of a 2-D toy mixture that samples reach, and the share near a mode.
 * :func:`inception_score`: from the class probabilities of the digit classifier.
-
-The Fréchet distance will join here with the evaluation lecture.
+* :func:`frechet_distance`: the Fréchet distance between Gaussians fitted to two sets of features;
+  :func:`digit_features`: the digit classifier's logits, the features the course uses for it (an
+  FID with a small classifier in place of Inception).
 
 Used by: lectures 03_pixelcnn (bits per dimension; the classifier checks class-conditional
 samples) and 04_vae (the classifier probe and nearest-neighbour distances); assignment
@@ -26,7 +27,7 @@ import torch
 from .kernels import median_bandwidth, mmd2
 
 __all__ = ["bits_per_dim", "nearest_neighbour_distance", "mmd_to_data", "modes_covered", "inception_score",
-           "DigitClassifier"]
+           "frechet_distance", "digit_features", "DigitClassifier"]
 
 
 def bits_per_dim(nll_nats, n_dims: int):
@@ -102,3 +103,41 @@ class DigitClassifier:
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of the images ``x`` classified as their labels ``y``."""
         return float((self.predict_proba(x).argmax(1) == y.cpu()).float().mean())
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    r"""The Fréchet (2-Wasserstein) distance between the Gaussians fitted to features ``a (N, D)`` and
+    ``b (M, D)``:
+
+    .. math:: \|\mu_a - \mu_b\|^2 + \mathrm{Tr}\big(\Sigma_a + \Sigma_b - 2 (\Sigma_a \Sigma_b)^{1/2}\big)
+
+    (sample means, unbiased covariances), in float64. The trace of the matrix square root is taken as
+    \sum_i \sqrt{\lambda_i} over the eigenvalues of the symmetric PSD matrix
+    \Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2} (similar to \Sigma_a \Sigma_b, so with the same
+    eigenvalues), negative round-off clipped to 0: no complex square roots. Symmetric in ``a`` and
+    ``b``, 0 for identical feature sets; FID is this on Inception features, the course uses
+    :func:`digit_features`."""
+    a = a.detach().reshape(len(a), -1).double().cpu()
+    b = b.detach().reshape(len(b), -1).double().cpu()
+    if a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"need two feature sets (N, D) with N >= 2 and the same D, got {tuple(a.shape)}, {tuple(b.shape)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], a.shape[1]), torch.cov(b.T).reshape(b.shape[1], b.shape[1])
+
+    def sym_sqrt(m: torch.Tensor) -> torch.Tensor:
+        w, v = torch.linalg.eigh((m + m.T) / 2)
+        return (v * w.clamp_min(0).sqrt()) @ v.T
+
+    root_a = sym_sqrt(cov_a)
+    middle = root_a @ cov_b @ root_a
+    eig = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0)
+    value = (mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * eig.sqrt().sum()
+    return max(float(value), 0.0)
+
+
+def digit_features(classifier: "DigitClassifier", x: torch.Tensor) -> torch.Tensor:
+    """The features the course feeds :func:`frechet_distance` for digits: the logits (decision
+    function) of a :class:`DigitClassifier` on images ``x`` (flat ``(N, 64)`` or ``(N, 1, 8, 8)``, in
+    the classifier's units): ``(N, 10)`` float64."""
+    flat = x.detach().reshape(len(x), -1).float().cpu().numpy()
+    return torch.from_numpy(classifier.model.decision_function(flat)).double()
