@@ -135,7 +135,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return max(float(value), 0.0)
 
 
-def digit_features(classifier: "DigitClassifier", x: torch.Tensor) -> torch.Tensor:
+def digit_features(classifier: DigitClassifier, x: torch.Tensor) -> torch.Tensor:
     """The features the course feeds :func:`frechet_distance` for digits: the logits (decision
     function) of a :class:`DigitClassifier` on images ``x`` (flat ``(N, 64)`` or ``(N, 1, 8, 8)``, in
     the classifier's units): ``(N, 10)`` float64."""
