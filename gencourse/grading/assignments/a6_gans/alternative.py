@@ -101,12 +101,13 @@ def train_step(generator, discriminator, reals, noises, opt_g, opt_d):
 def train_gan(generator, discriminator, data, steps, batch_size, k, lr, seed=0):
     """Adam on both players for a fixed number of steps; returns the (d_loss, g_loss) of every step."""
     rng = torch.Generator().manual_seed(seed)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+    adam = dict(lr=lr, betas=(0.5, 0.999))
+    players = (torch.optim.Adam(generator.parameters(), **adam), torch.optim.Adam(discriminator.parameters(), **adam))
     width = generator[0].in_features
-    losses = []
-    for _ in range(steps):
-        noises = [torch.randn(batch_size, width, generator=rng) for _ in range(k + 1)]
-        reals = [data[torch.randint(0, data.shape[0], (batch_size,), generator=rng)] for _ in range(k)]
-        losses.append(train_step(generator, discriminator, reals, noises, opt_g, opt_d))
-    return losses
+
+    def one_round():
+        noise_stack = torch.randn(k + 1, batch_size, width, generator=rng)
+        rows = torch.randint(0, data.shape[0], (k, batch_size), generator=rng)
+        return train_step(generator, discriminator, list(data[rows].unbind(0)), list(noise_stack.unbind(0)), *players)
+
+    return [one_round() for _ in range(steps)]
