@@ -232,6 +232,20 @@ class GAN(nn.Module):
             return generator_loss(out, self.saturating)
         return generator_loss_wgan(out)
 
+    # The three hooks a model with more players than G and D overrides (gencourse.ali.ALI):
+    def discriminator_inputs(self, real: torch.Tensor, z: torch.Tensor, *,
+                             generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the discriminator tells apart: ``(x, G(z))``."""
+        return real, self.generator(z)
+
+    def players_loss(self, real_in: torch.Tensor, fake_in: torch.Tensor) -> torch.Tensor:
+        """The loss of the generator's side (the real inputs carry no parameter of G: unused)."""
+        return self.generator_loss(fake_in)
+
+    def generator_parameters(self):
+        """What the generator's optimizer steps."""
+        return self.generator.parameters()
+
     def train_step(self, reals: Sequence[torch.Tensor], opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
                    *, noises: Optional[Sequence[torch.Tensor]] = None,
                    generator: Optional[torch.Generator] = None) -> tuple[float, float]:
@@ -249,15 +263,16 @@ class GAN(nn.Module):
         self.discriminator.requires_grad_(True)
         for i, real in enumerate(reals):
             with torch.no_grad():  # the discriminator step must not reach the generator
-                fake = self.generator(noise(i, len(real)))
-            d_loss = self.critic_loss(real, fake, generator=generator)
+                real_in, fake_in = self.discriminator_inputs(real, noise(i, len(real)), generator=generator)
+            d_loss = self.critic_loss(real_in, fake_in, generator=generator)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             if self.kind == "wgan-clip":
                 clip_weights_(self.discriminator, self.clip)
         self.discriminator.requires_grad_(False)  # the generator step must not change the discriminator
-        g_loss = self.generator_loss(self.generator(noise(k, len(reals[-1]))))
+        real_in, fake_in = self.discriminator_inputs(reals[-1], noise(k, len(reals[-1])), generator=generator)
+        g_loss = self.players_loss(real_in, fake_in)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -274,10 +289,10 @@ class GAN(nn.Module):
         ``callback(step, model)`` runs after every step (snapshots for pictures)."""
         if self.kind == "wgan-clip":
             opt_d = torch.optim.RMSprop(self.discriminator.parameters(), lr=lr_d)
-            opt_g = torch.optim.RMSprop(self.generator.parameters(), lr=lr_g)
+            opt_g = torch.optim.RMSprop(self.generator_parameters(), lr=lr_g)
         else:
             opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)
-            opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr_g, betas=betas)
+            opt_g = torch.optim.Adam(self.generator_parameters(), lr=lr_g, betas=betas)
         gen = torch.Generator().manual_seed(seed)  # the batches
         device = self._ref().device
         noise_gen = torch.Generator(device).manual_seed(seed + 1)  # the noise and the penalty's weights

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import gencourse
-from gencourse import autoencoder, autoregressive as ar, flows, gan, kernels, mle, pixelcnn, vae
+from gencourse import ali, autoencoder, autoregressive as ar, flows, gan, kernels, mle, pixelcnn, vae
 from gencourse import denoising
 
 B, N = 4, 5  # batch of data, number of samples
@@ -124,6 +124,7 @@ MODELS = {
     **{f"GAN-{kind}": Case(_module(lambda kind=kind: gan.mlp_gan(2, 2, 8, 1, kind=kind)), _floats((B, 2)), score="")
        for kind in gan.KINDS},
     "GAN-dcgan": Case(_module(lambda: gan.dcgan(4, 4)), _floats((B, 1, 8, 8)), score=""),
+    "ALI": Case(_module(lambda: ali.mlp_ali(D, H, 8, 1, output="sigmoid")), _floats((B, D)), score=""),
     "KernelDensity": Case(lambda dev: kernels.KernelDensity(_floats((20, 2))(dev), 0.3), _floats((B, 2))),
     "MMDNet": Case(_module(lambda: kernels.MMDNet(D, 3, (8,))), _floats((B, D)), score=""),
     "MMDNet-sigmoid": Case(_module(lambda: kernels.MMDNet(D, 3, (8,), output="sigmoid")), _floats((B, D)), score=""),

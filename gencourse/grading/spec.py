@@ -172,6 +172,19 @@ def _full_precision():
 
 
 @contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """For a check of a random procedure: a CPU generator for the submission to draw from and, in case
+    it uses the global generators instead, those seeded too (and restored afterwards), so the same
+    submission always gets the same numbers."""
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed + 1)
+
+
+@contextlib.contextmanager
 def _filled_modules():
     _FILLED.append([])
     try:

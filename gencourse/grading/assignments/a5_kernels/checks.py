@@ -37,13 +37,12 @@ never use them. Edge cases: one point, one dimension, float32 and float64, point
 kernel there is 0, not NaN), queries 60 bandwidths away from every data point next to near ones
 (stay in log space, per query), N = M = 2 for the unbiased estimate, sizes N != M.
 """
-import contextlib
 import math
 
 import torch
 from torch import nn
 
-from ...spec import Case, Check, CheckFailed, fill_parameters
+from ...spec import Case, Check, CheckFailed, fill_parameters, seeded
 
 from ....kernels import mmd2
 
@@ -168,18 +167,6 @@ def _mmd_cases(unbiased):
 # --------------------------------------------------------------------------------------------
 # The permutation test: seeded runs reduced to what every correct implementation shares
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """A CPU generator for the test to draw from and, in case it uses the global generators instead,
-    those seeded too (and restored afterwards): the same submission always gets the same numbers."""
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield torch.Generator().manual_seed(seed + 1)
-
-
 def _run_test(impl, x, y, bandwidth, n_permutations, unbiased, generator):
     out = impl(x, y, bandwidth, n_permutations=n_permutations, unbiased=unbiased, generator=generator)
     if not (isinstance(out, (tuple, list)) and len(out) == 3):
@@ -211,7 +198,7 @@ def _statistic_cases(gen):
 def _call_statistic(impl, case):
     x, y, bandwidth = case.args
     b = case.kwargs["n_permutations"]
-    with _seeded(case.kwargs["seed"], x.device) as generator:
+    with seeded(case.kwargs["seed"], x.device) as generator:
         t, p, null = _run_test(impl, x, y, bandwidth, b, case.kwargs["unbiased"], generator)
     if null.numel() != b:
         raise CheckFailed(f"it returned {null.numel()} null draws; expected n_permutations = {b}")
@@ -240,7 +227,7 @@ def _call_calibration(impl, case):
     xs, ys, bandwidth = case.args
     kw = case.kwargs
     b, alpha, r = kw["n_permutations"], kw["alpha"], len(xs)
-    with _seeded(kw["seed"], xs.device) as generator:
+    with seeded(kw["seed"], xs.device) as generator:
         p_values = [_run_test(impl, xs[i], ys[i], bandwidth, b, True, generator)[1] for i in range(r)]
     p = torch.tensor(p_values, dtype=F64)
     rejected = int((p <= alpha + 1e-12).sum())

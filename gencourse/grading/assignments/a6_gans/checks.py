@@ -33,13 +33,12 @@ The losses, the optimal discriminator and the Jensen-Shannon divergence keep the
 The cases and call adapters run inside the student's kernel while grading, where the references are
 hidden: they never use them.
 """
-import contextlib
 import math
 
 import torch
 from torch import nn
 
-from ...spec import Case, Check, CheckFailed, fill_parameters
+from ...spec import Case, Check, CheckFailed, fill_parameters, seeded
 
 from ....gan import GAN
 
@@ -132,18 +131,6 @@ def _js_cases(gen):
 # --------------------------------------------------------------------------------------------
 # The gradient penalty: exact where the weights do not matter, by its distribution where they do
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """A CPU generator for the penalty to draw from and, in case it uses the global generators
-    instead, those seeded too (and restored afterwards): the same submission always gets the same numbers."""
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield torch.Generator().manual_seed(seed + 1)
-
-
 def _exact_cases(gen):
     w = torch.tensor([[2.0, -1.0, 2.0, 0.5]], dtype=F64)
     w_img = _randn(gen, 1, 9, scale=0.4)
@@ -171,7 +158,7 @@ def _call_exact(impl, case):
     real, fake, param = case.args
     fake = real.clone() if fake is None else fake
     param = param.detach().clone().requires_grad_(True)
-    with _seeded(case.kwargs["seed"], real.device) as generator:
+    with seeded(case.kwargs["seed"], real.device) as generator:
         value = impl(_critic(case.kwargs["critic"], param), real, fake, generator=generator)
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise CheckFailed(f"it returned {type(value).__name__}; expected a 0-d tensor")
@@ -218,7 +205,7 @@ def _call_distribution(impl, case):
     on_real = float(((float(a) * real.detach().flatten(1).norm(dim=1) - 1) ** 2).mean())
     draws = []
     for seed in case.kwargs["seeds"]:
-        with _seeded(seed, real.device) as generator:
+        with seeded(seed, real.device) as generator:
             value = impl(_critic("bowl", a), real, fake, generator=generator)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise CheckFailed(f"it returned {type(value).__name__}; expected a 0-d tensor")
