@@ -280,13 +280,18 @@ class GAN(nn.Module):
         return float(d_loss.detach()), float(g_loss.detach())
 
     def fit(self, x: torch.Tensor, *, steps: int = 1000, k: int = 1, batch_size: int = 128, lr_d: float = 2e-4,
-            lr_g: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
+            lr_g: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0, ema: Optional[float] = None,
             callback: Optional[Callable[[int, "GAN"], None]] = None) -> dict:
         """Train for a fixed number of generator ``steps`` (each after ``k`` discriminator steps) with
         Adam (WGAN-clip: RMSprop, as in the paper). ``seed`` fixes the batches, the noise and the
         penalty's interpolation weights (the parameters are the caller's: seed before building the
         model). Returns the per-step losses ``{"d": [...], "g": [...]}``;
-        ``callback(step, model)`` runs after every step (snapshots for pictures)."""
+        ``callback(step, model)`` runs after every step (snapshots for pictures).
+
+        ``ema``: keep an exponential moving average of the generator's parameters,
+        ``avg <- ema * avg + (1 - ema) * theta`` after every step, and end with the generator holding
+        it (Polyak averaging: the iterates of the game circle around a good point; their average sits
+        closer to it). ``None``: the last iterate. The callback sees the iterates, not the average."""
         if self.kind == "wgan-clip":
             opt_d = torch.optim.RMSprop(self.discriminator.parameters(), lr=lr_d)
             opt_g = torch.optim.RMSprop(self.generator_parameters(), lr=lr_g)
@@ -298,14 +303,24 @@ class GAN(nn.Module):
         noise_gen = torch.Generator(device).manual_seed(seed + 1)  # the noise and the penalty's weights
         x = x.to(device)
         history = {"d": [], "g": []}
+        params = list(self.generator_parameters())
+        average = [p.detach().clone() for p in params] if ema is not None else None
         self.train()
         for step in range(steps):
             reals = [x[torch.randint(len(x), (batch_size,), generator=gen)] for _ in range(k)]
             d, g = self.train_step(reals, opt_d, opt_g, generator=noise_gen)
             history["d"].append(d)
             history["g"].append(g)
+            if average is not None:
+                with torch.no_grad():
+                    for a, p in zip(average, params):
+                        a.lerp_(p, 1 - ema)
             if callback is not None:
                 callback(step, self)
+        if average is not None:
+            with torch.no_grad():
+                for a, p in zip(average, params):
+                    p.copy_(a)
         self.eval()
         return history
 

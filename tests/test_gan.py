@@ -299,3 +299,29 @@ def test_train_step_with_given_noise_equals_a_manual_step():
         torch.testing.assert_close(p, q, msg=name)
     with pytest.raises(ValueError, match="k \\+ 1"):
         model.train_step(reals, opt_d, opt_g, noises=noises[:2])
+
+
+def test_fit_with_ema_ends_with_the_running_average_of_the_iterates():
+    """ema = 0.9: the generator ends as avg_t = 0.9 avg_{t-1} + 0.1 theta_t over the iterates the
+    callback sees (avg_0 = the initial weights); the discriminator and the iterates are untouched."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    def run(ema):
+        torch.manual_seed(1)
+        model = gan.mlp_gan(2, 2, 8, 1)
+        iterates = [[p.detach().clone() for p in model.generator.parameters()]]
+        model.fit(x, steps=6, batch_size=16, seed=3, ema=ema, lr_d=1e-2, lr_g=1e-2,
+                  callback=lambda step, m: iterates.append([p.detach().clone() for p in m.generator.parameters()]))
+        return model, iterates
+    plain, plain_iterates = run(None)
+    averaged, iterates = run(0.9)
+    for a, b in zip(plain_iterates, iterates):
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+    for p, q in zip(plain.discriminator.parameters(), averaged.discriminator.parameters()):
+        assert torch.equal(p, q)
+    for i, p in enumerate(averaged.generator.parameters()):
+        avg = iterates[0][i].clone()
+        for it in iterates[1:]:
+            avg = 0.9 * avg + 0.1 * it[i]
+        torch.testing.assert_close(p.detach(), avg)
+        assert not torch.allclose(p.detach(), iterates[-1][i])
