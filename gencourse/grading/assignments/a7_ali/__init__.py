@@ -1,0 +1,1 @@
+"""Assignment a7_ali: its hidden checks (checks.py) and simulated students (students.py, alternative.py)."""
