@@ -86,6 +86,3 @@ def frechet_distance(a, b):
     value = mean_gap @ mean_gap + np.trace(sa) + np.trace(sb) - 2 * np.trace(root).real
     return max(float(value), 0.0)
 
-
-# %% written_ali
-# (graded by hand)
