@@ -15,8 +15,10 @@ r"""Measures of generative models: likelihood in bits per dimension and sample-q
   FID with a small classifier in place of Inception).
 
 Used by: lectures 03_pixelcnn (bits per dimension; the classifier checks class-conditional
-samples) and 04_vae (the classifier probe and nearest-neighbour distances); assignment
-a2_autoregressive (``bits_per_dim`` is graded; :mod:`gencourse.pixelcnn` re-exports it).
+samples), 04_vae (the classifier probe and nearest-neighbour distances), 07_gans (inception
+score, mode coverage), 08_wgan and 09_evaluation (every score, and their failure cases);
+assignments a2_autoregressive (``bits_per_dim`` is graded; :mod:`gencourse.pixelcnn` re-exports
+it) and a7_ali (the inception score and the Fréchet distance are graded); ``benchmarks/``.
 """
 from __future__ import annotations
 
