@@ -37,8 +37,9 @@ import torch.nn.functional as F
 __all__ = [
     "LOG_2PI", "bernoulli_log_prob", "categorical_log_prob", "gaussian_log_prob", "multivariate_normal_log_prob",
     "standard_normal_log_prob",
-    "discretized_logistic_log_prob", "kl_diag_gaussian_standard_normal", "reparameterize",
-    "bernoulli_sample", "categorical_sample", "gaussian_sample", "discretized_logistic_sample",
+    "discretized_logistic_log_prob", "discretized_logistic_mixture_log_prob", "kl_diag_gaussian_standard_normal",
+    "reparameterize", "bernoulli_sample", "categorical_sample", "gaussian_sample", "discretized_logistic_sample",
+    "discretized_logistic_mixture_sample",
 ]
 
 #: log(2 pi), the constant of every Gaussian log-density.
@@ -177,6 +178,26 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return _sum_event(out, event_dims)
 
 
+
+def discretized_logistic_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor,
+                                          log_scale: torch.Tensor, n_levels: int, *, event_dims: int = 1) -> torch.Tensor:
+    r"""A mixture of ``M`` discretized logistics (PixelCNN++'s output distribution, here per value):
+
+    .. math:: P(x = k) = \sum_m \pi_m\, P_{\text{logistic}}(x = k; \mu_m, s_m),
+              \quad \pi = \mathrm{softmax}(\text{logits}),
+
+    each component as in :func:`discretized_logistic_log_prob` (level units, end bins extended).
+
+    Args:
+        x: integer levels, shape ``S``; logits, mean, log_scale: ``(..., M)`` with ``...``
+            broadcastable with ``S``.
+
+    Returns:
+        Log-probabilities in nats summed over the last ``event_dims`` dimensions of the broadcast shape.
+    """
+    per = discretized_logistic_log_prob(x.unsqueeze(-1), mean, log_scale, n_levels, event_dims=0)  # (..., M)
+    return _sum_event(torch.logsumexp(per + F.log_softmax(logits, dim=-1), dim=-1), event_dims)
+
 # --------------------------------------------------------------------------------------------
 # KL divergence
 # --------------------------------------------------------------------------------------------
@@ -237,3 +258,11 @@ def discretized_logistic_sample(mean: torch.Tensor, log_scale: torch.Tensor, n_l
     u = torch.rand(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device).clamp(1e-6, 1 - 1e-6)
     z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     return z.round().clamp(0, n_levels - 1).long()
+
+
+def discretized_logistic_mixture_sample(logits: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
+                                        n_levels: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Integer levels ``(...)`` (int64): a component from ``softmax(logits)``, then its discretized logistic."""
+    m = categorical_sample(logits, generator).unsqueeze(-1)  # (..., 1)
+    return discretized_logistic_sample(mean.gather(-1, m).squeeze(-1), log_scale.gather(-1, m).squeeze(-1),
+                                       n_levels, generator)

@@ -142,6 +142,7 @@ CONDITIONAL = {
     "GaussianEncoder-iaf": (lambda: ENCODER(iaf_steps=2, iaf_hidden=8), _floats((B, D))),
     "BernoulliDecoder": (lambda: vae.BernoulliDecoder(D, H, (8,)), _binary((B, D))),
     "CategoricalDecoder": (lambda: vae.CategoricalDecoder(D, H, LEVELS, (8,)), _levels((B, D))),
+    "LogisticMixtureDecoder": (lambda: vae.LogisticMixtureDecoder(D, H, LEVELS, 2, (8,)), _levels((B, D))),
     "GaussianDecoder": (lambda: vae.GaussianDecoder(D, H, (8,)), _floats((B, D))),
     "MADEDecoder": (lambda: vae.MADEDecoder(D, H, LEVELS, (12,), (8,), direct_window=1), _levels((B, D))),
     "PixelCNNDecoder": (lambda: vae.PixelCNNDecoder(D, H, LEVELS, 4, 2), _levels((B, D))),

@@ -2,6 +2,7 @@
 convention (x first, summed over event_dims, nats), every density and sampler."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import distributions as D
@@ -92,6 +93,49 @@ def test_discretized_logistic_normalizes_and_matches_cdf_differences():
     torch.testing.assert_close(dist.discretized_logistic_log_prob(levels[None, :], mean[:, None], log_scale[:, None], K),
                                lp.sum(-1))
 
+
+
+def test_discretized_logistic_mixture_against_scipy_and_its_components():
+    """P(k) = sum_m pi_m [F_m(k + 1/2) - F_m(k - 1/2)] with the end bins extended, F_m the logistic CDF
+    (SciPy); M = 1 is the single discretized logistic; the probabilities of the levels sum to 1."""
+    from scipy.stats import logistic
+
+    K, M = 17, 3
+    g = _gen(7)
+    logits = torch.randn(20, M, generator=g, dtype=DT) * 2
+    mean = torch.rand(20, M, generator=g, dtype=DT) * 22 - 3
+    log_scale = torch.rand(20, M, generator=g, dtype=DT) * 4 - 3
+    levels = torch.arange(K)
+    lp = dist.discretized_logistic_mixture_log_prob(levels[:, None], logits[None], mean[None], log_scale[None], K,
+                                                    event_dims=0)  # (K, 20)
+    torch.testing.assert_close(lp.exp().sum(0), torch.ones(20, dtype=DT))
+    k, mu, s = levels[:, None, None].double().numpy(), mean[None].numpy(), log_scale[None].exp().numpy()
+    upper = np.where(k == K - 1, 1.0, logistic.cdf(k + 0.5, mu, s))
+    lower = np.where(k == 0, 0.0, logistic.cdf(k - 0.5, mu, s))
+    expected = ((upper - lower) * torch.softmax(logits, -1)[None].numpy()).sum(-1)  # (K, 20)
+    np.testing.assert_allclose(lp.exp().numpy(), expected, atol=1e-12, rtol=1e-9)
+    one = dist.discretized_logistic_mixture_log_prob(levels[:, None], logits[None, :, :1], mean[None, :, :1],
+                                                     log_scale[None, :, :1], K, event_dims=0)
+    torch.testing.assert_close(one, dist.discretized_logistic_log_prob(levels[:, None], mean[None, :, 0],
+                                                                       log_scale[None, :, 0], K, event_dims=0))
+    x = torch.randint(0, K, (4, 20), generator=g)  # the default sums over the last dimension
+    torch.testing.assert_close(dist.discretized_logistic_mixture_log_prob(x, logits, mean, log_scale, K),
+                               dist.discretized_logistic_mixture_log_prob(x, logits, mean, log_scale, K,
+                                                                          event_dims=0).sum(-1))
+
+
+def test_discretized_logistic_mixture_sampler_by_its_frequencies():
+    n, K = 200_000, 17
+    logits, mean, log_scale = torch.tensor([0.3, -0.5, 1.0]), torch.tensor([1.0, 8.2, 14.5]), torch.tensor([0.1, -0.7, 0.4])
+    draws = dist.discretized_logistic_mixture_sample(logits.expand(n, 3), mean.expand(n, 3), log_scale.expand(n, 3), K,
+                                                     _gen(3))
+    assert draws.dtype == torch.int64 and draws.shape == (n,)
+    freq = torch.bincount(draws, minlength=K).double() / n
+    probs = dist.discretized_logistic_mixture_log_prob(torch.arange(K), logits.expand(K, 3), mean.expand(K, 3),
+                                                       log_scale.expand(K, 3), K, event_dims=0).exp().double()
+    assert torch.all((freq - probs).abs() < 5 * (probs * (1 - probs) / n).sqrt() + 1e-4)
+    assert torch.equal(draws[:50], dist.discretized_logistic_mixture_sample(
+        logits.expand(n, 3), mean.expand(n, 3), log_scale.expand(n, 3), K, _gen(3))[:50])
 
 # ---------------------------------------------------------------- KL
 def test_kl_closed_form_vs_torch_distributions_and_monte_carlo():

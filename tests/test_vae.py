@@ -443,3 +443,23 @@ def test_pixelcnn_vae_elbo_below_iwae():
     assert e.mean(0).sum() < i1000.sum() - 0.05  # the ELBO is visibly looser
     model.train().loss(x).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_logistic_mixture_decoder_mean_log_prob_and_samples_agree():
+    """The decoder's E[x | z] (a sum over the levels) against the average of its samples, and its
+    log p(x | z) against the mixture's per-pixel log-probabilities summed."""
+    from gencourse.distributions import discretized_logistic_mixture_log_prob
+
+    torch.manual_seed(0)
+    dec = vae.LogisticMixtureDecoder(6, 2, 17, 3, (16,))
+    z = torch.randn(1, 2)
+    with torch.no_grad():
+        draws = dec.sample(z.expand(40_000, 2), generator=torch.Generator().manual_seed(1)).double()
+        mean = dec.mean(z)[0].double()
+        x = torch.randint(0, 17, (5, 6), generator=torch.Generator().manual_seed(2))
+        logits, mu, log_scale = dec.parameters_of(z.expand(5, 2))
+        expected = discretized_logistic_mixture_log_prob(x, logits, mu, log_scale, 17, event_dims=0).sum(-1)
+        torch.testing.assert_close(dec.log_prob(x, z.expand(5, 2)), expected)
+    se = draws.std(0) / 200
+    assert torch.all((draws.mean(0) - mean).abs() < 5 * se + 1e-6), (draws.mean(0), mean)
+    assert draws.min() >= 0 and draws.max() <= 16
