@@ -158,6 +158,38 @@ class GencourseExecute(Execute):
         self.iopub_timeout = min(self.iopub_timeout, self.interrupt_grace)
         return await super()._async_handle_timeout(timeout, cell)
 
+    startup_attempts = Integer(3, help="Times a kernel is started before the submission is reported ungradable: "
+                                       "on a busy machine a kernel can die, or be slow, before it first "
+                                       "answers").tag(config=True)
+
+    async def async_start_new_kernel_client(self):
+        """nbclient's, but a kernel that dies or does not answer before its first reply is started
+        again (``startup_attempts`` times in all): no student code has run yet, so nothing is lost."""
+        for attempt in range(1, self.startup_attempts + 1):
+            try:
+                return await super().async_start_new_kernel_client()  # on failure it shuts km down, drops kc
+            except (RuntimeError, TimeoutError) as e:
+                if attempt == self.startup_attempts:
+                    raise
+                self.log.warning("the kernel did not start (%s); starting it again (attempt %d of %d)",
+                                 e, attempt + 1, self.startup_attempts)
+                if self.km is None:
+                    self.km = self.create_kernel_manager()
+                await self.async_start_new_kernel()
+
+    async def _ready(self) -> None:
+        """Wait for a restarted kernel; one that dies before it answers is restarted again."""
+        from nbclient.util import ensure_async
+
+        for attempt in range(1, self.startup_attempts + 1):
+            try:
+                return await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+            except (RuntimeError, TimeoutError) as e:
+                if attempt == self.startup_attempts:
+                    raise
+                self.log.warning("the restarted kernel did not answer (%s); restarting it again", e)
+                await ensure_async(self.km.restart_kernel(now=True))
+
     async def _restart_and_replay(self, upto: int) -> None:
         import copy
 
@@ -165,7 +197,7 @@ class GencourseExecute(Execute):
         from nbclient.util import ensure_async
 
         await ensure_async(self.km.restart_kernel(now=True))
-        await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+        await self._ready()
         for i, c in enumerate(self.nb.cells[:upto]):
             if c.cell_type == "code" and i not in self._dead:
                 try:
@@ -173,12 +205,13 @@ class GencourseExecute(Execute):
                 except (DeadKernelError, CellTimeoutError):  # it failed this time: a new kernel, without it
                     self._dead.add(i)
                     await ensure_async(self.km.restart_kernel(now=True))
-                    await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+                    await self._ready()
                 except Exception:  # a replayed cell that fails again only loses its own state
                     self._dead.add(i)
 
     from nbclient.util import run_sync as _run_sync
-    execute_cell = _run_sync(async_execute_cell)  # nbclient binds the sync wrapper to its own method
+    execute_cell = _run_sync(async_execute_cell)  # nbclient binds the sync wrappers to its own methods
+    start_new_kernel_client = _run_sync(async_start_new_kernel_client)
     del _run_sync
 
     def output(self, outs, msg, display_id, cell_index):

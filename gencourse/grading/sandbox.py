@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HIDDEN_DIRS = ("solutions", "submitted", "autograded", "feedback", "reports", "exchange", "release", "source")
@@ -80,20 +81,28 @@ def enter(course: Path, own: Path, cmd: list) -> None:
     subprocess.run(["umount", str(stage)], check=True, capture_output=True)
     stage.rmdir()  # the staging point was only needed while the folder was out of sight
     for name in HIDDEN_FILES:
-        path = course / name
-        if path.is_file():
-            try:
-                _mount("--bind", "/dev/null", str(path))
-            except subprocess.CalledProcessError:
-                if path.exists():
-                    raise
-                # SQLite removed its journal in between (another submission's grade was written): nothing to hide
+        _hide_file(course / name)
     hide_references(course, own)
     os.chdir(own)
     # a nested namespace locks the mounts above: they can no longer be unmounted from inside;
     # it is also the kernel's own PID namespace (isolate_processes), which ends with the grader
     die_with_grader()
     os.execvp("unshare", ["unshare", "-r", "-m", "--propagation", "private", *isolate_processes(), "--", *cmd])
+
+
+def _hide_file(path: Path, attempts: int = 20) -> None:
+    """Mount /dev/null over ``path`` if it exists. SQLite creates and removes its journal while
+    other submissions' grades are written: a journal that vanished between the look and the mount
+    is looked for again, since it may be back (a new file) by then."""
+    for _ in range(attempts):
+        if not path.is_file():
+            return
+        try:
+            _mount("--bind", "/dev/null", str(path))
+            return
+        except subprocess.CalledProcessError:
+            time.sleep(0.01)
+    raise SystemExit(f"sandbox: {path} could not be hidden")
 
 
 PID_NAMESPACE = ("--pid", "--fork", "--kill-child")
