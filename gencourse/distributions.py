@@ -37,7 +37,8 @@ import torch.nn.functional as F
 __all__ = [
     "LOG_2PI", "bernoulli_log_prob", "categorical_log_prob", "gaussian_log_prob", "multivariate_normal_log_prob",
     "standard_normal_log_prob",
-    "discretized_logistic_log_prob", "discretized_logistic_mixture_log_prob", "kl_diag_gaussian_standard_normal",
+    "discretized_logistic_log_prob", "discretized_logistic_mixture_log_prob", "discretized_gaussian_log_prob",
+    "kl_diag_gaussians", "kl_diag_gaussian_standard_normal",
     "reparameterize", "bernoulli_sample", "categorical_sample", "gaussian_sample", "discretized_logistic_sample",
     "discretized_logistic_mixture_sample",
 ]
@@ -141,6 +142,27 @@ def _log1mexp(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
 
 
+def _discretized_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, n_levels: int,
+                          log_cdf, event_dims: int) -> torch.Tensor:
+    """The binning shared by the discretized logistic and Gaussian: ``log_cdf`` is the standard
+    distribution's log-CDF (symmetric about 0)."""
+    x = x.to(mean.dtype)
+    inv_s = torch.exp(-log_scale)
+    upper = (x + 0.5 - mean) * inv_s  # standardised upper bin edge
+    lower = (x - 0.5 - mean) * inv_s  # standardised lower bin edge
+    # Interior bins: log(F(u) - F(l)). Left of the mean use log F(u) + log(1 - F(l)/F(u));
+    # right of it the mirror image F(-l) - F(-u).
+    right = (upper + lower) > 0
+    a_hi = torch.where(right, -lower, upper)
+    a_lo = torch.where(right, -upper, lower)
+    lc_hi, lc_lo = log_cdf(a_hi), log_cdf(a_lo)
+    log_mid = lc_hi + _log1mexp(lc_lo - lc_hi)
+    log_first = log_cdf(upper)  # P(x <= 0.5)
+    log_last = log_cdf(-lower)  # P(x > K - 1.5)
+    out = torch.where(x <= 0, log_first, torch.where(x >= n_levels - 1, log_last, log_mid))
+    return _sum_event(out, event_dims)
+
+
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, n_levels: int,
                                   *, event_dims: int = 1) -> torch.Tensor:
     r"""Probability of integer level ``x`` under a logistic binned to ``n_levels`` levels.
@@ -161,22 +183,20 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
         Log-probabilities in nats summed over the last ``event_dims`` dimensions. The difference
         of sigmoids is taken in log space on the side of the mean where it does not cancel.
     """
-    x = x.to(mean.dtype)
-    inv_s = torch.exp(-log_scale)
-    upper = (x + 0.5 - mean) * inv_s  # standardised upper bin edge
-    lower = (x - 0.5 - mean) * inv_s  # standardised lower bin edge
-    # Interior bins: log(sigmoid(u) - sigmoid(l)). Left of the mean use log sigmoid(u) +
-    # log(1 - sigmoid(l)/sigmoid(u)); right of it the mirror image sigmoid(-l) - sigmoid(-u).
-    right = (upper + lower) > 0
-    a_hi = torch.where(right, -lower, upper)
-    a_lo = torch.where(right, -upper, lower)
-    ls_hi, ls_lo = F.logsigmoid(a_hi), F.logsigmoid(a_lo)
-    log_mid = ls_hi + _log1mexp(ls_lo - ls_hi)
-    log_first = F.logsigmoid(upper)  # P(x <= 0.5)
-    log_last = F.logsigmoid(-lower)  # P(x > K - 1.5)
-    out = torch.where(x <= 0, log_first, torch.where(x >= n_levels - 1, log_last, log_mid))
-    return _sum_event(out, event_dims)
+    return _discretized_log_prob(x, mean, log_scale, n_levels, F.logsigmoid, event_dims)
 
+
+def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, n_levels: int,
+                                  *, event_dims: int = 1) -> torch.Tensor:
+    r"""Probability of integer level ``x`` under a Gaussian binned to ``n_levels`` levels (the
+    decoder :math:`p(x_0 \mid x_1)` of a diffusion model on discrete data, Ho et al. 2020):
+
+    .. math:: P(x = k) = \Phi\!\left(\tfrac{k + 1/2 - \mu}{s}\right) - \Phi\!\left(\tfrac{k - 1/2 - \mu}{s}\right),
+
+    end bins extended to :math:`\pm\infty`; ``mean`` and ``log_scale`` (:math:`\log s`) in LEVEL
+    units, as in :func:`discretized_logistic_log_prob`.
+    """
+    return _discretized_log_prob(x, mean, log_scale, n_levels, torch.special.log_ndtr, event_dims)
 
 
 def discretized_logistic_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor,
@@ -201,6 +221,17 @@ def discretized_logistic_mixture_log_prob(x: torch.Tensor, logits: torch.Tensor,
 # --------------------------------------------------------------------------------------------
 # KL divergence
 # --------------------------------------------------------------------------------------------
+def kl_diag_gaussians(mean_q: torch.Tensor, log_var_q, mean_p: torch.Tensor, log_var_p, *,
+                      event_dims: int = 1) -> torch.Tensor:
+    r"""KL(N(\mu_q, diag \sigma_q^2) || N(\mu_p, diag \sigma_p^2))
+    = \frac{1}{2} \sum_j \left(\log\frac{\sigma_{p,j}^2}{\sigma_{q,j}^2} + \frac{\sigma_{q,j}^2 + (\mu_{q,j} - \mu_{p,j})^2}{\sigma_{p,j}^2} - 1\right),
+    in nats summed over the last ``event_dims`` dimensions; the arguments broadcast."""
+    mean_q = torch.as_tensor(mean_q)
+    log_var_q, log_var_p = _as_tensor(log_var_q, mean_q), _as_tensor(log_var_p, mean_q)
+    per = 0.5 * (log_var_p - log_var_q + (torch.exp(log_var_q) + (mean_q - mean_p) ** 2) * torch.exp(-log_var_p) - 1.0)
+    return _sum_event(per, event_dims)
+
+
 def kl_diag_gaussian_standard_normal(mean: torch.Tensor, log_var: torch.Tensor, *, event_dims: int = 1) -> torch.Tensor:
     r"""KL(N(\mu, diag \sigma^2) || N(0, I)) = \frac{1}{2} \sum_j (\mu_j^2 + \sigma_j^2 - \log \sigma_j^2 - 1).
 

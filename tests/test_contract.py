@@ -24,7 +24,7 @@ from torch import nn
 
 import gencourse
 from gencourse import ali, autoencoder, autoregressive as ar, flows, gan, kernels, mle, pixelcnn, vae
-from gencourse import denoising
+from gencourse import denoising, diffusion
 
 B, N = 4, 5  # batch of data, number of samples
 D, SIDE, LEVELS, H = 16, 4, 3, 2  # tiny data: 4x4 images with 3 levels, 2 latent dimensions
@@ -132,6 +132,10 @@ MODELS = {
     "DenoisingAutoencoder": Case(_module(lambda: autoencoder.DenoisingAutoencoder(D, H, (8,))), _floats((B, D)),
                                  score=""),
     "GeneralizedDAE-walkback": Case(_module(lambda: denoising.GeneralizedDAE(D, (8,), walkback=2)), _floats((B, D)), score=""),
+    "DDPM-toy": Case(_module(lambda: diffusion.DDPM(diffusion.MLPDenoiser(2, (8,), emb_dim=4), 2, T=5)),
+                     _floats((B, 2)), score="elbo"),
+    "DDPM-levels": Case(_module(lambda: diffusion.DDPM(diffusion.ConvDenoiser(SIDE, 8, 1, emb_dim=8), D, T=5,
+                                                       n_levels=LEVELS)), _levels((B, D)), score="elbo"),
     "BinaryGeneralizedDAE": Case(_module(lambda: denoising.BinaryGeneralizedDAE(D, (8,), walkback=1)), _binary((B, D)), score=""),
 }
 
