@@ -66,10 +66,20 @@ def linear_schedule(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch
     return torch.cat([torch.zeros(1, dtype=torch.float64), torch.linspace(beta_1, beta_T, T, dtype=torch.float64)])
 
 
-def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.2) -> torch.Tensor:
     r""":math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`
     (Nichol & Dhariwal 2021): the same process for every ``T``, only cut into more steps;
-    :math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`, clipped at ``max_beta``. float64 ``(T + 1,)`` with ``[0] = 0``."""
+    :math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`, clipped at ``max_beta``. float64 ``(T + 1,)`` with ``[0] = 0``.
+
+    Unclipped, :math:`\beta_T = 1`: the last step destroys everything at once. Nichol & Dhariwal clip
+    at 0.999 (with T = 4000); with the course's short chains that leaves :math:`\alpha_T = 0.001`, so
+    the first reverse step divides by :math:`\sqrt{\alpha_T} \approx 0.03` and DDIM's first
+    prediction of the data by :math:`\sqrt{\bar\alpha_T} \approx 5 \cdot 10^{-4}`, blowing up
+    the network's errors (measured on the ring, T = 100: DDIM with 20 deterministic steps reaches
+    MMD² 0.40 and 1 mode at 0.999, 0.0085 and all 8 at 0.2). Clipped at 0.2, :math:`\bar\alpha_T`
+    is still small for chains of 100 steps or more (0.0026 for T = 100, 2.6e-5 for T = 1000), so
+    :math:`L_T` stays near 0; shorter chains keep more of the data (0.17 for T = 10): raise ``max_beta``
+    for them."""
     f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * math.pi / 2) ** 2
     betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
     return torch.cat([torch.zeros(1, dtype=torch.float64), betas])
