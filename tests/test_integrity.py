@@ -195,7 +195,8 @@ def test_code_the_notebook_gives_everyone_is_not_a_copy(tmp_path):
     assert any(r.other.startswith("the instructor's solution") for r in _likely(integrity.copy_table(course, A3, ["complete"])))
 
 
-@pytest.mark.parametrize("assignment", [A1, "a2_autoregressive", A3, "a4_flows", "a5_kernels", "a6_gans", "a7_ali"])
+@pytest.mark.parametrize("assignment", [A1, "a2_autoregressive", A3, "a4_flows", "a5_kernels", "a6_gans", "a7_ali",
+                                        "a8_diffusion"])
 def test_the_alternative_solution_is_never_a_likely_copy(tmp_path, assignment):
     course = _course(tmp_path, assignment, {"alt": _submission(assignment, simulate.alternative_cells(assignment))})
     assert not _likely(integrity.copy_table(course, assignment, ["alt"]))
