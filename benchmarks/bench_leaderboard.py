@@ -10,7 +10,9 @@ length (about a minute of one CPU thread, measured) on the 1000 training digits:
   KDE on the dequantized digits (``bench_kernels``, bandwidth chosen on validation);
 * sample-only models on the floats in [0, 1]: the MMD net (``bench_kernels``), the DCGAN of lecture
   07 with the non-saturating GAN loss and with WGAN-GP (the same networks), and ALI (lecture 09's
-  ``mlp_ali(64, 16, 128, 2, output="sigmoid")``).
+  ``mlp_ali(64, 16, 128, 2, output="sigmoid")``);
+* the diffusion model of lecture 10 (``bench_diffusion``'s digits DDPM): its variational bound on the
+  discrete levels (a valid upper bound on the NLL, in expectation), and ancestral samples.
 
 Scores. Test NLL in nats per image and bits/dim where a likelihood exists: exact for the
 autoregressive models, -IWAE L_K for the VAEs, the importance-weighted dequantized bound (-D log L
@@ -41,6 +43,7 @@ from pathlib import Path
 import torch
 
 from gencourse import ali, flows, gan, kernels
+from gencourse.diffusion import DDPM, ConvDenoiser
 from gencourse.autoregressive import MADE
 from gencourse.data import N_LEVELS, load_digits
 from gencourse.metrics import (
@@ -61,12 +64,14 @@ SAMPLE_SEED = 1
 
 #: Fixed training lengths: (full run, quick run). Epochs of the 1000 training digits for the
 #: likelihood models (best-validation weights kept, as in their benchmarks), generator steps for the
-#: sample-only ones. Chosen so that each model trains for at most about 60-90 s on one loaded thread,
+#: sample-only ones. Chosen so that each model trains for at most about 60-90 s on one loaded thread (the
+#: DDPM about three times that: a diffusion model needs its epochs),
 #: and the likelihood models for two to four times the epoch of their best validation loss.
 LENGTHS = {
     "MADE": (120, 2), "PixelCNN": (60, 1), "Gated PixelCNN": (60, 1), "VAE": (120, 2), "VAE (logistic)": (300, 2),
     "PixelVAE": (70, 1),
     "RealNVP": ((50, 20), (1, 1)), "MMD net": (3000, 20), "DCGAN": (3000, 20), "WGAN-GP": (1500, 5), "ALI": (3000, 20),
+    "DDPM": (60, 1),
 }
 #: Importance samples of the likelihood bounds: (full, quick).
 VAE_K, PIXELVAE_K, FLOW_K, KDE_K = (1000, 10), (100, 5), (100, 2), (100, 2)
@@ -95,6 +100,10 @@ MMD_LR, MMD_BATCH = 1e-3, 200
 GAN_OPT = dict(k=1, batch_size=64, lr_d=2e-3, lr_g=2e-3, betas=(0.5, 0.999), ema=0.995)
 WGAN_GP_OPT = dict(k=5, batch_size=64, lr_d=1e-3, lr_g=1e-3, betas=(0.0, 0.9), ema=0.995)
 WGAN_GP_WEIGHT = 10.0
+
+#: bench_diffusion's DIGITS: a DDPM with the convolutional denoiser, T = 100, sigma_t^2 = beta_t, the simplified loss.
+DDPM_CONFIG = dict(T=100, schedule="cosine", channels=64, n_blocks=4)
+DDPM_LR, DDPM_BATCH = 2e-3, 128
 
 #: The peers: Tomczak's intro_dgm on the same split, as this project quotes them (not rerun).
 PEERS = [
@@ -275,6 +284,24 @@ def _adversarial(name: str, quick: bool, d: dict) -> dict:
                   f"k = {opt['k']}, generator EMA {opt['ema']}", t)
 
 
+def _diffusion(quick: bool, d: dict) -> dict:
+    x, xv, xt = d["levels"]["train"], d["levels"]["val"], d["levels"]["test"]
+    c = DDPM_CONFIG
+    seed_everything(0)
+    model = DDPM(ConvDenoiser(8, 8 if quick else c["channels"], 1 if quick else c["n_blocks"]), D, T=c["T"],
+                 schedule=c["schedule"], n_levels=N_LEVELS)
+    hist = fit(model, x, x_val=xv, epochs=LENGTHS["DDPM"][quick], batch_size=DDPM_BATCH, lr=DDPM_LR, progress=False)
+    with torch.no_grad():
+        nll = -model.elbo(xt, generator=torch.Generator().manual_seed(2)).mean().item()
+    samples, t = _sample(model, d["n_samples"])
+    return _entry("DDPM", "diffusion", "train, 17 levels (as [-1, 1])", nll,
+                  "-bound (one draw of x_t per step; binned Gaussian decoder)", samples, hist.seconds,
+                  f"{hist.epochs} epochs (best val {hist.best_epoch + 1})",
+                  f"T = {c['T']}, {c['schedule']} schedule, conv denoiser {c['channels']} channels x {c['n_blocks']} "
+                  f"blocks (bench_diffusion); simplified loss, Adam lr {DDPM_LR:g}, batch {DDPM_BATCH}, best-val "
+                  f"weights; ancestral sampling, {c['T']} steps", t)
+
+
 MODELS = {
     "MADE": lambda q, d: _autoregressive("MADE", q, d),
     "PixelCNN": lambda q, d: _autoregressive("PixelCNN", q, d),
@@ -288,6 +315,7 @@ MODELS = {
     "DCGAN": lambda q, d: _adversarial("DCGAN", q, d),
     "WGAN-GP": lambda q, d: _adversarial("WGAN-GP", q, d),
     "ALI": lambda q, d: _adversarial("ALI", q, d),
+    "DDPM": _diffusion,
 }
 
 
@@ -431,13 +459,14 @@ def markdown(board: dict) -> str:
         f"within this table, and only roughly. One seed (0) per model; the whole run took "
         f"{board['seconds'] / 60:.1f} minutes. Written by `python benchmarks/bench_leaderboard.py --write`."),
         "",
-        ("Every model is trained on the 1000 training digits for a fixed number of epochs or steps (at most "
-        "about a minute and a half each on one loaded thread), with the settings its benchmark or lecture "
+        ("Every model is trained on the 1000 training digits for a fixed number of epochs or steps (one to "
+        "three minutes each on one quiet thread, the DDPM the longest), with the settings its benchmark or lecture "
         "chose (the note says which); the "
         "likelihood models keep their best-validation weights. **Test NLL** is over the "
         f"{board['n_test']} test digits in nats per image (bits/dim = nats / (64 ln 2)): exact for the "
         "autoregressive models, -IWAE L_K for the VAEs, the importance-weighted dequantized bound with "
-        "-D log 17 included for the flow and the KDE; all are valid upper bounds on the discrete NLL (in "
+        "-D log 17 included for the flow and the KDE, the variational bound (binned decoder) for the DDPM; "
+        "all are valid upper bounds on the discrete NLL (in "
         "expectation for the stochastic ones). The uniform distribution over 17 levels scores 181.3 nats "
         f"(4.087 bits/dim). **Samples**: {board['n_samples']} per model"
         f"{'' if board['quick'] else ' (the size of the validation split)'}, as "
