@@ -560,3 +560,22 @@ def test_every_copy_of_the_package_is_redacted(tmp_path):
     assert any(p.name.startswith("mle.") for p in (catalog.PACKAGE_DIR / "__pycache__").glob("*.pyc"))
     assert found[str(real)]["compiled copies"] == []
     assert "is not available" not in real.read_text()  # outside the sandbox: untouched
+
+
+def test_messages_name_the_output_that_differs():
+    # a multi-output item says which output is wrong ("the variance"), not its position
+    ref = grading.resolve_reference(grading.registry()["a8.q_posterior"], sealed=False)
+
+    def variance_too_big(x0, xt, t, betas):
+        mean, var = ref(x0, xt, t, betas)
+        return mean, var * 1.1
+
+    with pytest.raises(grading.CheckFailed, match=r"the variance differs") as e:
+        grading.check("a8.q_posterior", variance_too_big)
+    assert "output 1" not in str(e.value)
+    # nested outputs name their element; unnamed ones are numbered
+    named = spec.Check("x.y", "mle:gaussian_mle", lambda g: [], outputs=("losses", "generator's parameters"))
+    assert spec.output_label(named, "output 3@1.2", 5) == "the generator's parameters [2]"
+    assert spec.output_label(named, "output 0@0", 5) == "the losses"
+    assert spec.output_label(spec.Check("x.y", "mle:gaussian_mle", lambda g: []), "output 3@3", 5) == "output 3"
+    assert spec.output_label(spec.Check("x.y", "mle:gaussian_mle", lambda g: []), "output 0@", 1) == "the output"

@@ -96,6 +96,8 @@ class Check:
         exposed: ``"module:qualname"`` that implement this item but cannot be hidden because the
             notebook's own locked cells use them; the integrity report flags students' cells that
             call them.
+        outputs: names of the outputs in the order they come (flattened), used in messages: "the
+            variance differs", not "output 1 differs". Unnamed outputs are numbered.
     """
 
     name: str
@@ -113,6 +115,7 @@ class Check:
     modifies: tuple = ()
     hides: tuple = ()
     exposed: tuple = ()
+    outputs: tuple = ()
 
     def build_cases(self) -> list:
         return list(self.cases(torch.Generator().manual_seed(self.seed)))
@@ -281,23 +284,27 @@ def _changed_inputs(check: Check, names: list, before: Case, after: Case) -> lis
     return changed
 
 
-def _flatten(out) -> list:
+def _flatten(out, paths: Optional[list] = None) -> list:
     """``[(name, tensor or number)]`` of an output (tensor, number, or nested tuple/list of them).
+
+    ``paths``, when given, receives the position of each leaf in the nesting (``(1, 2)``: the third
+    element of the second output).
 
     Raises :class:`CheckFailed` for anything else: only real tensors and numbers are compared,
     never objects that could define their own equality.
     """
     flat = []
 
-    def visit(o, where):
+    def visit(o, where, path=()):
         t = type(o)
-        if t is torch.Tensor or t is torch.nn.Parameter:
+        if t is torch.Tensor or t is torch.nn.Parameter or t in (float, int, bool) or isinstance(
+                o, (np.floating, np.integer, np.bool_)):
             flat.append(o)
-        elif t in (float, int, bool) or isinstance(o, (np.floating, np.integer, np.bool_)):
-            flat.append(o)
+            if paths is not None:
+                paths.append(path)
         elif t is tuple or t is list:
             for i, x in enumerate(o):
-                visit(x, f"{where}[{i}]")
+                visit(x, f"{where}[{i}]", path + (i,))
         else:
             raise CheckFailed(f"the output{where} is a {t.__name__}; expected a torch tensor, a number, "
                               "or a tuple of them")
@@ -341,13 +348,15 @@ def evaluate(check: Check, impl, case: Case, device, case_index: int = 0) -> lis
     before = _copy_case(given, device)
     with _full_precision(), _filled_modules():
         out = check._call(impl, given)
-    flat = _flatten(out)
+    paths = []
+    flat = _flatten(out, paths)
     changed = _changed_inputs(check, _argument_names(check, impl, case), before, given)
     if changed:
         raise CheckFailed(f"it changed its argument {', '.join(changed)} in place (an in-place operation such as "
                           "`x -= ...`, `x.mul_(...)` or `x[...] = ...` on a tensor it was given); leave the inputs "
                           "unchanged and compute new tensors")
-    outputs = [_record(f"output {j}", o) for j, o in enumerate(flat)]
+    # the name keeps the output's place in the nesting, for messages (see output_label)
+    outputs = [_record(f"output {j}@{'.'.join(map(str, p))}", o) for j, (o, p) in enumerate(zip(flat, paths))]
     if any(isinstance(o, torch.Tensor) and o.is_floating_point() for o in flat):
         outputs += _gradients(check, impl, case, device, case_index)
     return outputs
@@ -457,6 +466,20 @@ def _values_problem(label: str, e: np.ndarray, g: np.ndarray, rtol: float, atol:
             f"(tolerance {atol:g} + {rtol:g}*|expected|)")
 
 
+def output_label(check: Check, record: str, n: int) -> str:
+    """How messages name the output recorded as ``record`` ("output 3@1.2": the fourth leaf, third
+    element of the second output) among ``n``: by ``check.outputs`` ("the variance", "the generator's
+    parameters [2]"), else by number ("output 3", or "the output" when there is only one)."""
+    head, _, where = record.partition("@")
+    path = [int(p) for p in where.split(".") if p]
+    if not path and len(check.outputs) == 1:
+        return f"the {check.outputs[0]}"
+    if path and path[0] < len(check.outputs):
+        rest = "".join(f"[{p}]" for p in path[1:])
+        return f"the {check.outputs[path[0]]}" + (f" {rest}" if rest else "")
+    return head if n > 1 else "the output"
+
+
 def compare_outputs(expected: Sequence[np.ndarray], got: Sequence[np.ndarray], rtol: float, atol: float) -> Optional[str]:
     """``None`` when the arrays ``got`` match ``expected`` elementwise, else a message saying how not.
 
@@ -483,7 +506,7 @@ def compare_records(check: Check, case: Case, expected: Sequence[Output], got: S
         return f"returned {len(g_out)} output(s), expected {len(e_out)}"
     want_device = device if _has_tensor((case.args, case.kwargs)) else "cpu"
     for i, (e, g) in enumerate(zip(e_out, g_out)):
-        label = f"output {i}" if len(e_out) > 1 else "the output"
+        label = output_label(check, e.name, len(e_out))
         msg = _dtype_problem(label, e, g, exact)
         if msg:
             return msg

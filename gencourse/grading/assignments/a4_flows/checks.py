@@ -262,11 +262,11 @@ CHECKS = [
           what="flow_log_prob", rtol=1e-5, atol=1e-5, grad=(0,),
           hides=("flows:Flow.log_prob", "flows:Flow.base_log_prob")),
     Check("a4.coupling_forward", "flows:AffineCoupling", _coupling_cases, call=_call_coupling_forward,
-          what="AffineCoupling.forward", rtol=1e-4, atol=1e-5, grad=(0,)),  # the mask is not differentiated
+          what="AffineCoupling.forward", outputs=("transformed points", "log-determinant"), rtol=1e-4, atol=1e-5, grad=(0,)),  # the mask is not differentiated
     Check("a4.coupling_inverse", "flows:AffineCoupling", _coupling_cases, call=_call_coupling_inverse,
-          what="AffineCoupling.inverse", rtol=1e-4, atol=1e-5, grad=(0,)),
+          what="AffineCoupling.inverse", outputs=("inverted points", "log-determinant"), rtol=1e-4, atol=1e-5, grad=(0,)),
     Check("a4.chain_forward", "grading.assignments.a4_flows.checks:chain_forward", _chain_cases, call=_call_chain_forward,
-          what="chain_forward", rtol=1e-5, atol=1e-6, grad=(0,), hides=("flows:Compose",)),
+          what="chain_forward", outputs=("transformed points", "log-determinant"), rtol=1e-5, atol=1e-6, grad=(0,), hides=("flows:Compose",)),
     Check("a4.chain_inverse", "grading.assignments.a4_flows.checks:chain_inverse", _chain_cases, call=_call_chain_inverse,
-          what="chain_inverse", rtol=1e-5, atol=1e-6, grad=(0,), hides=("flows:Compose",)),
+          what="chain_inverse", outputs=("inverted points", "log-determinant"), rtol=1e-5, atol=1e-6, grad=(0,), hides=("flows:Compose",)),
 ]

@@ -289,9 +289,10 @@ CHECKS = [
     Check("a6.js_divergence", "gan:js_divergence", _js_cases, what="js_divergence", rtol=1e-5, atol=1e-7,
           grad=()),  # a measurement on a grid: nothing is trained through it
     Check("a6.gradient_penalty_exact", "gan:gradient_penalty", _exact_cases, call=_call_exact,
-          what="gradient_penalty", rtol=1e-5, atol=1e-7, grad=()),
+          what="gradient_penalty", outputs=("penalty", "gradient of the penalty"), rtol=1e-5, atol=1e-7, grad=()),
     Check("a6.gradient_penalty_distribution", "gan:gradient_penalty", _distribution_cases, call=_call_distribution,
           what="gradient_penalty", grad=()),
     Check("a6.train_step", "grading.assignments.a6_gans.checks:train_step", _step_cases, call=_call_step,
-          what="train_step", rtol=1e-5, atol=1e-6, grad=(), hides=("gan:GAN.train_step",)),
+          what="train_step", rtol=1e-5, atol=1e-6, grad=(), hides=("gan:GAN.train_step",),
+          outputs=("loss values", "generator's parameters", "discriminator's parameters", "gradient counts")),
 ]

@@ -186,13 +186,13 @@ CHECKS = [
     Check("a8.q_sample", "grading.assignments.a8_diffusion.checks:q_sample", _sample_cases, what="q_sample",
           rtol=1e-6, atol=1e-7, grad=(0, 3), hides=("diffusion:q_sample",)),
     Check("a8.q_posterior", "grading.assignments.a8_diffusion.checks:q_posterior", _posterior_cases,
-          call=_call_posterior, what="q_posterior", rtol=1e-6, atol=1e-7, grad=(0, 1), hides=("diffusion:q_posterior",)),
+          call=_call_posterior, what="q_posterior", outputs=("mean", "variance"), rtol=1e-6, atol=1e-7, grad=(0, 1), hides=("diffusion:q_posterior",)),
     Check("a8.diffusion_loss", "grading.assignments.a8_diffusion.checks:diffusion_loss", _loss_cases, call=_call_loss,
           what="diffusion_loss", rtol=1e-6, atol=1e-7, grad=(0,),
           hides=("diffusion:simple_loss", "diffusion:DDPM.loss")),
     # the mean of 100 000 draws has a standard error of at most sigma_t / 316 (sigma_t <= 0.55 here), the
     # difference of two such means sqrt(2) times that: atol 0.015 is about six of those
     Check("a8.ddpm_step", "grading.assignments.a8_diffusion.checks:ddpm_step", _step_cases, call=_call_step,
-          what="ddpm_step", rtol=0.0, atol=0.015, grad=(), exact_dtype=False,
+          what="ddpm_step", outputs=("mean of the draws", "spread of the draws"), rtol=0.0, atol=0.015, grad=(), exact_dtype=False,
           hides=("diffusion:ddpm_step", "diffusion:reverse_mean", "diffusion:predicted_x0", "diffusion:DDPM.sample")),
 ]
