@@ -69,11 +69,13 @@ class Autoencoder(nn.Module):
 
 
 class DenoisingAutoencoder(Autoencoder):
-    r"""loss = mean_B ||x - g(f(x + \sigma \epsilon))||^2, \epsilon ~ N(0, I) fresh at every call.
+    r"""The loss :math:`\operatorname{mean}_B \|x - g(f(x + \sigma \epsilon))\|^2`, :math:`\epsilon \sim N(0, I)`
+    fresh at every call.
+
+    The other arguments are those of :class:`Autoencoder`.
 
     Args:
-        noise_std: \sigma of the Gaussian corruption (in the data's units).
-        Others as :class:`Autoencoder`.
+        noise_std: :math:`\sigma` of the Gaussian corruption (in the data's units).
     """
 
     def __init__(self, data_dim: int = 64, latent_dim: int = 2, hidden: tuple[int, ...] = (128,),

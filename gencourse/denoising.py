@@ -132,8 +132,8 @@ def salt_and_pepper_corruption(x: torch.Tensor, p: float, *, generator: Optional
 # The model
 # --------------------------------------------------------------------------------------------
 class GeneralizedDAE(nn.Module):
-    r"""A generalized denoising autoencoder: C(\tilde x | x) = N(x, \sigma^2 I) and a learned
-    P_\theta(x | \tilde x) = N(x; \mu_\theta(\tilde x), diag \exp(\log\sigma^2_\theta(\tilde x))).
+    r"""A generalized denoising autoencoder: :math:`C(\tilde x \mid x) = N(x, \sigma^2 I)` and a learned
+    :math:`P_\theta(x \mid \tilde x) = N(x; \mu_\theta(\tilde x), \operatorname{diag} \exp(\log\sigma^2_\theta(\tilde x)))`.
 
     .. math::
        \text{loss} = -\operatorname{mean}_{\text{pairs}} \log P_\theta(x \mid \tilde x^{(j)}),\quad
@@ -193,17 +193,17 @@ class GeneralizedDAE(nn.Module):
         return gaussian_corruption(x, self.sigma, generator=generator)
 
     def reconstruction_params(self, x_tilde: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The mean and log-variance of P_\theta(x | \tilde x), each ``(B, D)``."""
+        r"""The mean and log-variance of :math:`P_\theta(x \mid \tilde x)`, each ``(B, D)``."""
         mean, log_var = self.net(x_tilde).chunk(2, dim=-1)  # (B, D), (B, D)
         return mean, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
 
     def log_prob_reconstruction(self, x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
-        r"""\log P_\theta(x | \tilde x) in nats, ``(B,)``."""
+        r""":math:`\log P_\theta(x \mid \tilde x)` in nats, ``(B,)``."""
         mean, log_var = self.reconstruction_params(x_tilde)
         return gaussian_log_prob(x, mean, log_var)  # sum over the D dimensions
 
     def sample_reconstruction(self, x_tilde: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        r"""x ~ P_\theta(x | \tilde x), ``(B, D)``."""
+        r""":math:`x \sim P_\theta(x \mid \tilde x)`, ``(B, D)``."""
         mean, log_var = self.reconstruction_params(x_tilde)
         return gaussian_sample(mean, log_var, generator=generator)
 
@@ -224,7 +224,7 @@ class GeneralizedDAE(nn.Module):
         self.scale_set.fill_(True)
 
     def loss(self, x: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        r"""-mean over all training pairs of \log P_\theta(x | \tilde x^{(j)}): plain (j = 0) and walkback.
+        r"""-mean over all training pairs of :math:`\log P_\theta(x \mid \tilde x^{(j)})`: plain (j = 0) and walkback.
 
         Args:
             x: ``(B, D)`` clean training points.
@@ -255,7 +255,7 @@ class GeneralizedDAE(nn.Module):
     @torch.no_grad()
     def chain(self, x0: torch.Tensor, n_steps: int, *, generator: Optional[torch.Generator] = None,
               return_corrupted: bool = False):
-        r"""The trajectory x_0, x_1, ..., x_T of x_{t+1} ~ P_\theta(x | \tilde x_t), \tilde x_t ~ C(\tilde x | x_t).
+        r"""The trajectory :math:`x_0, x_1, \dots, x_T` of :math:`x_{t+1} \sim P_\theta(x \mid \tilde x_t),\ \tilde x_t \sim C(\tilde x \mid x_t)`.
 
         Args:
             x0: ``(n, D)`` starting points.
@@ -291,8 +291,8 @@ class GeneralizedDAE(nn.Module):
 
 
 class BinaryGeneralizedDAE(GeneralizedDAE):
-    r"""The binary-data version: salt-and-pepper C(\tilde x | x) and a factorised Bernoulli
-    P_\theta(x | \tilde x) = \prod_d Bern(x_d; sigmoid(l_\theta(\tilde x)_d)).
+    r"""The binary-data version: salt-and-pepper :math:`C(\tilde x \mid x)` and a factorised Bernoulli
+    :math:`P_\theta(x \mid \tilde x) = \prod_d \mathrm{Bern}(x_d; \sigma(l_\theta(\tilde x)_d))`.
 
     ``sigma`` is the salt-and-pepper probability ``p`` of :func:`salt_and_pepper_corruption`; the
     chain starts from fair coin flips (``data_mean``, ``data_std`` and ``init_spread`` are unused).
@@ -312,7 +312,7 @@ class BinaryGeneralizedDAE(GeneralizedDAE):
         return salt_and_pepper_corruption(x, self.sigma, generator=generator)
 
     def reconstruction_logits(self, x_tilde: torch.Tensor) -> torch.Tensor:
-        r"""The logits of P_\theta(x | \tilde x), ``(B, D)``."""
+        r"""The logits of :math:`P_\theta(x \mid \tilde x)`, ``(B, D)``."""
         return self.net(x_tilde)
 
     def reconstruction_params(self, x_tilde: torch.Tensor):

@@ -614,7 +614,7 @@ class PlanarFlow(Transform):
 # Models
 # --------------------------------------------------------------------------------------------
 class Flow(nn.Module):
-    r"""A density model p(x) = p_Z(f(x)) |\det \partial f / \partial x| with a standard normal p_Z
+    r"""A density model :math:`p(x) = p_Z(f(x)) |\det \partial f / \partial x|` with a standard normal :math:`p_Z`
     (or another base), f a :class:`Transform` run data -> noise.
 
     Args:

@@ -245,7 +245,7 @@ def mmd_permutation_test(x: torch.Tensor, y: torch.Tensor, bandwidth: Bandwidths
 # MMD nets
 # --------------------------------------------------------------------------------------------
 class MMDNet(nn.Module):
-    r"""A generative moment matching network: x = g_\theta(\epsilon), \epsilon \sim N(0, I), trained by
+    r"""A generative moment matching network: :math:`x = g_\theta(\epsilon),\ \epsilon \sim N(0, I)`, trained by
     minimising the (biased) MMD^2 between a batch of its samples and a batch of data,
 
     .. math:: \mathcal L(\theta) = \widehat{\mathrm{MMD}}^2_b\big(\{g_\theta(\epsilon_i)\}_{i=1}^B, \{x_j\}_{j=1}^B\big)

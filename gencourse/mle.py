@@ -1,12 +1,12 @@
 r"""Maximum likelihood, information and divergences (lecture 01).
 
-Fitting a model p_\theta to data by maximum likelihood minimises the forward KL divergence from the
-data distribution:
+Fitting a model :math:`p_\theta` to data by maximum likelihood minimises the forward KL divergence
+from the data distribution:
 
-    \arg\max_\theta E_{p_data}[\log p_\theta(x)] = \arg\min_\theta KL(p_data || p_\theta),
+.. math:: \arg\max_\theta E_{p_\text{data}}[\log p_\theta(x)] = \arg\min_\theta KL(p_\text{data} \| p_\theta),
 
-because KL(p_data || p_\theta) = -H(p_data) - E_{p_data}[\log p_\theta(x)] and the entropy
-H(p_data) does not depend on \theta. Everything here works on any device and in any float dtype;
+because :math:`KL(p_\text{data} \| p_\theta) = -H(p_\text{data}) - E_{p_\text{data}}[\log p_\theta(x)]` and
+the entropy :math:`H(p_\text{data})` does not depend on :math:`\theta`. Everything here works on any device and in any float dtype;
 logarithms are natural (nats). Log-densities come from :mod:`gencourse.distributions`.
 
 Used by: lecture 01_generative_models; assignment a1_maximum_likelihood (``entropy``,

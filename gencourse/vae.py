@@ -7,7 +7,7 @@ p(x) = \int p(x | z) p(z) dz. For any distribution q(z | x),
 
 and the last term is >= 0, so the first two terms (the ELBO) bound \log p(x) from below, with
 equality when q is the exact posterior. A VAE (Kingma & Welling, 2014) trains a decoder
-p_\theta(x | z) and an *amortised* encoder q_\phi(z | x) = N(\mu_\phi(x), diag \sigma^2_\phi(x))
+:math:`p_\theta(x \mid z)` and an *amortised* encoder :math:`q_\phi(z \mid x) = N(\mu_\phi(x), \operatorname{diag} \sigma^2_\phi(x))`
 together by maximising the ELBO with the reparameterisation z = \mu + \sigma \odot \epsilon.
 The importance-weighted bound (Burda et al., 2016)
 
@@ -123,7 +123,7 @@ def iwae_bound(log_p_x_given_z: torch.Tensor, log_p_z: torch.Tensor, log_q_z: to
 def score_function_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor,
                         log_var: torch.Tensor, eps: torch.Tensor, baseline: float = 0.0
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""REINFORCE: \nabla_\lambda E_q[f(z)] = E_q[(f(z) - b) \nabla_\lambda \log q_\lambda(z)].
+    r"""REINFORCE: :math:`\nabla_\lambda E_q[f(z)] = E_q[(f(z) - b) \nabla_\lambda \log q_\lambda(z)]`.
 
     For q = N(\mu, diag \sigma^2) and z = \mu + \sigma \epsilon:
     \partial \log q / \partial \mu = (z - \mu) / \sigma^2 = \epsilon / \sigma and
@@ -151,7 +151,7 @@ def score_function_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Ten
 
 def reparam_grad(f: Callable[[torch.Tensor], torch.Tensor], mu: torch.Tensor,
                  log_var: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Reparameterisation: \nabla_\lambda E_q[f(z)] = E_\epsilon[\nabla_\lambda f(\mu + \sigma \epsilon)].
+    r"""Reparameterisation: :math:`\nabla_\lambda E_q[f(z)] = E_\epsilon[\nabla_\lambda f(\mu + \sigma \epsilon)]`.
 
     By the chain rule, \partial f / \partial \mu = \nabla f(z) and
     \partial f / \partial \log \sigma^2 = \nabla f(z) \odot \frac{1}{2} \sigma \epsilon.

@@ -1,4 +1,4 @@
-"""The ``gencourse`` command: ``demo``, ``release``, ``check``, ``autograde``, ``feedback``.
+"""The ``gencourse`` command: ``demo``, ``release``, ``check``, ``autograde``, ``feedback``, ``site``.
 
 Run ``gencourse <command> --help`` for each command's options.
 """
@@ -74,6 +74,27 @@ def _feedback(args) -> int:
     return 0
 
 
+def _site(args) -> int:
+    import time
+
+    from .course import find_course_root
+    from .site import SiteError, build
+
+    root = Path(args.course or find_course_root()).resolve()
+    out = Path(args.out) if args.out else root / "build" / "site"
+    t = time.perf_counter()
+    print(f"building the site into {out} ({'executing the lectures, cached' if args.execute else 'lectures not run'})"
+          " ...", flush=True)
+    try:
+        index = build(root, out, execute=args.execute, timeout=args.timeout)
+    except SiteError as e:
+        print(f"gencourse site: error: {e}", file=sys.stderr)
+        return 1
+    pages = sum(1 for _ in out.rglob("*.html"))
+    print(f"{pages} pages in {time.perf_counter() - t:.0f} s; open {index}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gencourse", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -112,6 +133,15 @@ def main(argv=None) -> int:
     f.add_argument("--db", help=DB_HELP)
     f.add_argument("--course", type=Path)
     f.set_defaults(func=_feedback)
+
+    s = sub.add_parser("site", help="build the course website (lectures executed, assignments as released, "
+                                    "API reference, leaderboard) with Sphinx and MyST-NB")
+    s.add_argument("--out", type=Path, help="output folder (default: build/site in the course)")
+    s.add_argument("--no-execute", dest="execute", action="store_false",
+                   help="render the lectures without running them (quick; no outputs or figures)")
+    s.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds while executing")
+    s.add_argument("--course", type=Path)
+    s.set_defaults(func=_site)
 
     args = p.parse_args(argv)
     try:
