@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gencourse.train import fit, seed_everything
+
 
 # %% chain_rule
 def chain_rule_factors(joint, order):
@@ -56,6 +58,14 @@ def made_masks(degrees):
         diff = degrees[l + 1].unsqueeze(1) - degrees[l].unsqueeze(0)  # (out, in)
         out.append((diff >= strict).to(torch.float32))
     return out
+
+
+# %% nade
+def nade_logits(x, W, c, V, b):
+    steps = torch.einsum("bd,dh->bdh", x.to(W.dtype), W)  # (B, D, H): x_j W_j
+    before = torch.cat([torch.zeros_like(steps[:, :1]), steps[:, :-1]], dim=1).cumsum(1)  # sum over j < d
+    hidden = torch.sigmoid(before + c)
+    return torch.einsum("bdh,dh->bd", hidden, V) + b
 
 
 # %% causal_mask
@@ -121,6 +131,27 @@ class TinyPixelCNN(nn.Module):
         return -self.log_prob(x).mean()
 
 
+# %% gated_stack
+class GatedStackLayer(nn.Module):
+    def __init__(self, channels, kernel_size=3):
+        super().__init__()
+        self.c = kernel_size // 2
+        k, c = kernel_size, self.c
+        self.v_conv = nn.Conv2d(channels, channels * 2, kernel_size=(c + 1, k), padding=0)
+        self.h_conv = nn.Conv2d(channels, channels * 2, kernel_size=(1, c + 1), padding=0)
+        self.v_to_h = nn.Conv2d(channels * 2, channels * 2, kernel_size=1)
+        self.h_out = nn.Conv2d(channels, channels, kernel_size=1)
+        self.pad_v = nn.ZeroPad2d((c, c, c, 0))  # rows above and columns on both sides
+        self.pad_h = nn.ZeroPad2d((c, 0, 0, 0))  # columns on the left only
+
+    def forward(self, v, h):
+        vf = self.v_conv(self.pad_v(v))
+        v_next = gated_activation(vf)
+        hf = self.v_to_h(vf) + self.h_conv(self.pad_h(h))
+        filt, gate = hf.chunk(2, dim=1)
+        return v_next, self.h_out(torch.tanh(filt) * torch.sigmoid(gate)) + h
+
+
 # %% bpd
 def bits_per_dim(nll_nats, n_dims):
     return nll_nats / n_dims / math.log(2.0)
@@ -134,6 +165,34 @@ def sample(model, n, generator):
         for p in range(H * W):
             i, j = divmod(p, W)
             rows = x[:, :, : i + 1]  # causal: rows below i cannot matter
-            probs = F.softmax(model.logits(rows)[:, :, i, j], dim=1)
-            x[:, 0, i, j] = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1).to(x.dtype)
+            cdf = F.softmax(model.logits(rows)[:, :, i, j], dim=1).cumsum(1)  # (n, K)
+            u = torch.rand(n, 1, generator=generator)
+            level = (u > cdf).sum(1).clamp(max=cdf.shape[1] - 1)  # inverse CDF instead of torch.multinomial
+            x[:, 0, i, j] = level.to(x.dtype)
     return x.to(torch.int64)
+
+
+# %% nade_model
+class NADE(nn.Module):
+    def __init__(self, n_dims=64, hidden=64):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(n_dims, hidden) / math.sqrt(n_dims))  # (D, H)
+        self.c = nn.Parameter(torch.zeros(hidden))  # (H,)
+        self.V = nn.Parameter(torch.randn(n_dims, hidden) / math.sqrt(hidden))  # (D, H)
+        self.b = nn.Parameter(torch.zeros(n_dims))  # (D,)
+
+    def log_prob(self, x):
+        logits = nade_logits(x, self.W, self.c, self.V, self.b)
+        x = x.to(logits.dtype)
+        return (x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits)).sum(dim=1)
+
+    def loss(self, x):
+        return self.log_prob(x).neg().mean()
+
+
+def train_nade(x_train, seed):
+    seed_everything(seed)
+    n_dims = x_train.shape[-1]
+    model = NADE(n_dims, 64)
+    fit(model, x_train, epochs=20, batch_size=100, lr=0.01, seed=seed, progress=False)
+    return model

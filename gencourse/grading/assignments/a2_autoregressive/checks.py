@@ -9,8 +9,17 @@ with the reference code (imported relatively, so the sealed copy stays sealed):
 * :class:`GatedBlock` and :class:`TinyPixelCNN` are the assignment's small gated PixelCNN, built
   from the reference :class:`~gencourse.pixelcnn.MaskedConv2d` and
   :func:`~gencourse.pixelcnn.gated_activation`, with the sampler and ``log_prob`` of the reference;
-* :func:`raster_sample` runs the reference sampler (``method="naive"``) on a :class:`LogitsOnly`
-  view of a model, which is all the student's ``sample`` is given.
+* :func:`nade_logits` and :class:`NADEModel` are the library's :class:`~gencourse.autoregressive.NADE`
+  (binary, natural order) with the assignment's parameter shapes ``W (D, H)``, ``c (H,)``, ``V (D, H)``, ``b (D,)``;
+* ``GatedStackLayer`` is compared with :class:`gencourse.pixelcnn.GatedLayer` itself (same attribute names and
+  cropped kernel shapes), and graded a second time by its receptive field: the input-gradient dependence map of
+  a stack of several layers over a whole image must be exactly the raster-earlier pixels (no blind spot, no
+  future);
+* the sampler is graded by its distribution, never by the reference's random stream: :data:`SAMPLE_DRAWS`
+  images are drawn from small :class:`CausalFixture` models whose joint is known exactly
+  (:func:`joint_table`, by enumeration), with a seeded generator and the global generators seeded too, and a
+  chi-square test (:func:`chi_square`) fails the sampler below p = :data:`FALSE_FAILURE`. What is compared
+  with the reference (:func:`raster_sample` on a :class:`LogitsOnly` view) is then the exact joint itself.
 
 The cases and call adapters run inside the student's kernel while grading, where these adapters and
 the reference code behind them are hidden (``hides``): they never use them. The sampler's model is a
@@ -20,6 +29,7 @@ per-example logits thousands apart (a max over the whole batch underflows), floa
 pre-activations of +-100 (a hand-written tanh overflows), a variable with a single value, one
 dimension.
 """
+import itertools
 import math
 
 import torch
@@ -27,14 +37,19 @@ from torch import nn
 
 import torch.nn.functional as F
 
-from ....autoregressive import made_degrees
-from ...spec import Case, Check, fill_parameters
+from ....autoregressive import NADE, chain_rule_log_likelihood, made_degrees
+from ...spec import Case, Check, CheckFailed, fill_parameters, seeded
 from ....pixelcnn import MaskedConv2d, ImageAutoregressiveModel, causal_mask, gated_activation
 
 F64 = torch.float64
 
-__all__ = ["CHECKS", "made_degrees_even", "causal_mask_2d", "GatedBlock", "TinyPixelCNN", "LogitsOnly",
-           "CausalFixture", "raster_sample"]
+__all__ = ["CHECKS", "made_degrees_even", "causal_mask_2d", "nade_logits", "NADEModel", "GatedBlock", "TinyPixelCNN",
+           "LogitsOnly", "CausalFixture", "raster_sample", "joint_table", "chi_square"]
+
+#: images drawn in each distribution check of the sampler
+SAMPLE_DRAWS = 20_000
+#: a correct sampler fails the chi-square test of a case with this probability (at most)
+FALSE_FAILURE = 1e-6
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,6 +63,37 @@ def made_degrees_even(n_dims: int, hidden_sizes, order):
 def causal_mask_2d(kernel_size: int, mask_type: str) -> torch.Tensor:
     """The ``(k, k)`` raster-order mask of type ``"A"`` or ``"B"``."""
     return causal_mask(kernel_size, mask_type)[0, 0]
+
+
+def nade_logits(x: torch.Tensor, W: torch.Tensor, c: torch.Tensor, V: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""The logits ``(B, D)`` of a binary NADE in the natural order, from the library's
+    :class:`~gencourse.autoregressive.NADE` with its parameters replaced by ``W (D, H)``, ``c (H,)``,
+    ``V (D, H)`` and ``b (D,)`` (the library keeps one output per dimension in a last axis of size 1)."""
+    D, H = W.shape
+    with torch.random.fork_rng(devices=[]):  # the constructor draws weights: leave the caller's stream alone
+        net = NADE(D, hidden=H).to(W.device)
+    for name, value in (("W", W), ("c", c), ("V", V[..., None]), ("b", b[:, None])):
+        delattr(net, name)  # a plain tensor in place of the parameter, so gradients reach the arguments
+        setattr(net, name, value)
+    return net.params(x.to(W.dtype))[..., 0]
+
+
+class NADEModel(nn.Module):
+    r"""The assignment's binary NADE: parameters ``W (D, H)``, ``c (H,)``, ``V (D, H)``, ``b (D,)``;
+    ``log_prob`` sums the Bernoulli log conditionals of :func:`nade_logits`, ``loss`` is the mean NLL."""
+
+    def __init__(self, n_dims: int = 64, hidden: int = 64):
+        super().__init__()
+        self.W = nn.Parameter(torch.zeros(n_dims, hidden))
+        self.c = nn.Parameter(torch.zeros(hidden))
+        self.V = nn.Parameter(torch.zeros(n_dims, hidden))
+        self.b = nn.Parameter(torch.zeros(n_dims))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return chain_rule_log_likelihood(nade_logits(x, self.W, self.c, self.V, self.b), x.to(self.W.dtype))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.log_prob(x).mean()
 
 
 class GatedBlock(nn.Module):
@@ -137,6 +183,38 @@ class CausalFixture(nn.Module):
 def raster_sample(model, n: int, generator: torch.Generator) -> torch.Tensor:
     """The reference sampler (pixel by pixel, whole image each time) on a :class:`LogitsOnly` model."""
     return ImageAutoregressiveModel.sample(model, n, generator=generator, method="naive")
+
+
+def joint_table(net: nn.Module) -> torch.Tensor:
+    r"""The exact joint of a small causal model by brute force: ``(K^{HW},)`` float64 probabilities of
+    every image, indexed by its pixels read in raster order as the digits of a base-``K`` number.
+
+    Each image's logits come from one pass of the model on that image, and since the logits of pixel
+    ``(i, j)`` only read earlier pixels, :math:`p(x) = \prod_{ij} \mathrm{softmax}(l_{ij}(x))_{x_{ij}}`."""
+    K, (H, W) = net.n_levels, net.image_shape
+    images = torch.tensor(list(itertools.product(range(K), repeat=H * W)), dtype=torch.float64).view(-1, 1, H, W)
+    with torch.no_grad():
+        log_cond = torch.log_softmax(net.logits(images).double(), dim=1)  # (K^HW, K, H, W)
+    picked = log_cond.gather(1, images.long()).flatten(1).sum(1)  # (K^HW,): log p(image)
+    return picked.exp()
+
+
+def chi_square(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0):
+    """Pearson's goodness-of-fit test of ``counts`` against ``probs``: ``(statistic, degrees of freedom,
+    p-value)``. Cells expected fewer than ``min_expected`` times are pooled into one, so that the
+    chi-square law of the statistic holds."""
+    from scipy.stats import chi2
+
+    n = float(counts.sum())
+    expected = n * probs.double()
+    small = expected < min_expected
+    obs = torch.cat([counts[~small].double(), counts[small].double().sum().reshape(1)])
+    exp = torch.cat([expected[~small], expected[small].sum().reshape(1)])
+    if not bool(small.any()):
+        obs, exp = obs[:-1], exp[:-1]
+    stat = float(((obs - exp) ** 2 / exp).sum())
+    dof = len(exp) - 1
+    return stat, dof, float(chi2.sf(stat, dof))
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +308,83 @@ def _gated_cases(gen):
                  label="float32 pre-activations of +-100 (tanh and sigmoid must not overflow)")]
 
 
+def _nade_cases(gen):
+    def params(d, h, dtype=F64, scale=1.0):
+        return tuple(scale * torch.randn(*shape, generator=gen, dtype=dtype) for shape in ((d, h), (h,), (d, h), (d,)))
+
+    def bits(b, d, dtype=F64):
+        return (torch.rand(b, d, generator=gen) > 0.5).to(dtype)
+    return [Case((bits(5, 6),) + params(6, 4), label="B = 5, D = 6, H = 4"),
+            Case((bits(3, 9, torch.float32),) + params(9, 7, torch.float32), label="float32, D = 9, H = 7"),
+            Case((bits(4, 1),) + params(1, 3), label="D = 1: the only conditional sees c alone"),
+            Case((bits(2, 5),) + params(5, 1, scale=3.0), label="H = 1, large weights"),
+            Case((torch.ones(2, 8, dtype=F64),) + params(8, 5), label="all pixels on")]
+
+
+def _nade_model_cases(gen):
+    def bits(b, d):
+        return (torch.rand(b, d, generator=gen) > 0.5).float()
+    return [Case((bits(6, 10),), dict(n_dims=10, hidden=5), label="D = 10, H = 5"),
+            Case((bits(3, 64),), dict(n_dims=64, hidden=16), label="D = 64, H = 16")]
+
+
+def _call_nade_model(cls, case):
+    (x,) = case.args
+    model = fill_parameters(cls(**case.kwargs), seed=6, scale=0.5).to(x.device)
+    return model.log_prob(x), model.loss(x)
+
+
+def _stack_cases(gen):
+    def x(c, h, w):
+        return torch.randn(2, c, h, w, generator=gen, dtype=F64)
+    return [Case((x(3, 5, 6), x(3, 5, 6)), dict(channels=3, kernel_size=3), label="C = 3, 3x3, 5x6 images"),
+            Case((x(2, 4, 7), x(2, 4, 7)), dict(channels=2, kernel_size=5), label="C = 2, 5x5, 4x7 images"),
+            Case((x(1, 1, 4), x(1, 1, 4)), dict(channels=1, kernel_size=3), label="C = 1, one row")]
+
+
+def _call_stack(cls, case):
+    v, h = case.args
+    layer = fill_parameters(cls(case.kwargs["channels"], case.kwargs["kernel_size"]), seed=5, scale=0.4)
+    return layer.double().to(v.device)(v, h)
+
+
+def _field_cases(gen):
+    return [Case((), dict(channels=2, kernel_size=3, n_layers=5, image_shape=(4, 5)),
+                 label="5 layers (C = 2, 3x3) on 4x5 images, first layer: the image shifted down / right by one"),
+            Case((), dict(channels=2, kernel_size=5, n_layers=3, image_shape=(5, 6)),
+                 label="3 layers (C = 2, 5x5) on 5x6 images, first layer: the image shifted down / right by one")]
+
+
+def _call_field(cls, case):
+    """The dependence map of a stack of ``n_layers`` layers: ``(HW, HW)`` bool, entry ``(p, q)`` true when
+    the horizontal output at pixel ``p`` (raster index) has a nonzero gradient with respect to input pixel ``q``.
+
+    The first layer is strictly causal and built here without graded code: the vertical stack starts from
+    the image shifted down by one row, the horizontal stack from the image shifted right by one column.
+    A stack of correct layers this deep sees exactly the raster-earlier pixels: the map is strictly lower
+    triangular and full below the diagonal, so a blind spot, a stack that sees no row above, or one that
+    sees the future all change it."""
+    kw = case.kwargs
+    C, (H, W) = kw["channels"], kw["image_shape"]
+    layers = [fill_parameters(cls(C, kw["kernel_size"]), seed=20 + n, scale=0.5).double()
+              for n in range(kw["n_layers"])]
+    spread = torch.linspace(0.5, 1.5, C, dtype=F64)[None, :, None, None]  # one input channel to C
+    x = (torch.rand(1, 1, H, W, generator=torch.Generator().manual_seed(3), dtype=F64) + 0.5).requires_grad_(True)
+    with torch.enable_grad():
+        v = F.pad(x, (0, 0, 1, 0))[:, :, :H] * spread  # row i holds row i - 1 of the image
+        h = F.pad(x, (1, 0, 0, 0))[:, :, :, :W] * spread  # column j holds column j - 1
+        for layer in layers:
+            v, h = layer(v, h)
+        if not isinstance(h, torch.Tensor) or tuple(h.shape) != (1, C, H, W):
+            raise CheckFailed(f"its horizontal output has shape {tuple(getattr(h, 'shape', ()))}; "
+                              f"expected {(1, C, H, W)}")
+        rows = []
+        for p in range(H * W):
+            (g,) = torch.autograd.grad(h[0, :, p // W, p % W].sum(), x, retain_graph=True, allow_unused=True)
+            rows.append(torch.zeros(H * W, dtype=torch.bool) if g is None else g.flatten() != 0)
+    return torch.stack(rows)
+
+
 def _block_cases(gen):
     return [Case((torch.randn(2, 3, 5, 5, generator=gen, dtype=F64),), dict(channels=3, kernel_size=3), label="C = 3, 3x3"),
             Case((torch.randn(1, 4, 6, 4, generator=gen, dtype=F64),), dict(channels=4, kernel_size=5), label="C = 4, 5x5")]
@@ -269,19 +424,44 @@ def _bpd_cases(gen):
 
 
 def _sample_cases(gen):
-    return [Case((), dict(n=5, seed=11, net=dict(n_levels=4, image_shape=(4, 5))), label="5 images of 4x5 with 4 levels"),
-            Case((), dict(n=3, seed=12, net=dict(n_levels=17, image_shape=(8, 8))), label="3 digits-sized images with 17 levels"),
-            Case((), dict(n=2, seed=13, net=dict(n_levels=3, image_shape=(1, 6))), label="2 images of one row")]
+    return [Case((), dict(seed=11, n_levels=3, image_shape=(2, 2)), label="2x2 images with 3 levels (81 images)"),
+            Case((), dict(seed=12, n_levels=2, image_shape=(1, 6)), label="1x6 binary images, one row (64 images)"),
+            Case((), dict(seed=17, n_levels=2, image_shape=(3, 2)), label="3x2 binary images (64 images)"),
+            Case((), dict(seed=15, n_levels=2, image_shape=(2, 3)), label="2x3 binary images (64 images)"),
+            Case((), dict(seed=14, n_levels=4, image_shape=(1, 3)), label="1x3 images with 4 levels (64 images)")]
 
 
 def _call_sample(impl, case):
-    # Sampling always runs on the CPU: CPU and CUDA generators give different random numbers.
+    """The exact joint of the case's model, returned only when SAMPLE_DRAWS images drawn with the
+    sampler pass a chi-square test against it (else CheckFailed). Every correct sampler passes, however it
+    draws (its generator or the global one, torch.multinomial or an inverse CDF), at a rate of 1 - 1e-6;
+    the seeds are fixed, so a submission always gets the same verdict. Always on the CPU."""
     kw = case.kwargs
-    net = CausalFixture(**kw["net"], seed=kw["seed"])
-    gen = torch.Generator().manual_seed(kw["seed"])
-    with torch.no_grad():
-        out = impl(LogitsOnly(net), kw["n"], gen)
-    return out
+    net = CausalFixture(kw["n_levels"], kw["image_shape"], seed=kw["seed"], scale=0.6)
+    K, (H, W) = net.n_levels, net.image_shape
+    with seeded(1000 + kw["seed"], torch.device("cpu")) as gen, torch.no_grad():
+        out = impl(LogitsOnly(net), SAMPLE_DRAWS, gen)
+    if type(out) is not torch.Tensor or tuple(out.shape) != (SAMPLE_DRAWS, 1, H, W):
+        raise CheckFailed(f"it returned {tuple(getattr(out, 'shape', ())) or type(out).__name__}; expected a tensor "
+                          f"(n, 1, H, W) = {(SAMPLE_DRAWS, 1, H, W)}")
+    if out.dtype != torch.int64:
+        raise CheckFailed(f"it returned a {str(out.dtype).replace('torch.', '')} tensor; expected int64 levels")
+    levels = out.detach().cpu().flatten(1)  # (n, H W) in raster order
+    if bool(((levels < 0) | (levels >= K)).any()):
+        raise CheckFailed(f"it returned levels outside 0..{K - 1}")
+    index = (levels * K ** torch.arange(H * W - 1, -1, -1)).sum(1)  # each image as a base-K number
+    probs = joint_table(net)
+    counts = torch.bincount(index, minlength=len(probs))
+    stat, dof, p_value = chi_square(counts, probs)
+    if p_value < FALSE_FAILURE:
+        worst = int(((counts - SAMPLE_DRAWS * probs) ** 2 / (SAMPLE_DRAWS * probs)).argmax())
+        image = [worst // K ** (H * W - 1 - q) % K for q in range(H * W)]
+        raise CheckFailed(
+            f"its {SAMPLE_DRAWS} images do not follow the model's distribution: chi-square = {stat:.1f} with {dof} "
+            f"degrees of freedom, p = {p_value:.2g} (a correct sampler fails this test with probability "
+            f"{FALSE_FAILURE:g}); e.g. the image {image} (raster order) came {int(counts[worst])} times, expected "
+            f"{SAMPLE_DRAWS * float(probs[worst]):.1f}. Draw each pixel from the logits of the image as filled so far")
+    return probs
 
 
 CHECKS = [
@@ -300,12 +480,26 @@ CHECKS = [
           what="MaskedConv2d (output and mask buffer)", rtol=1e-8, atol=1e-10),
     Check("a2.gated_activation", "pixelcnn:gated_activation", _gated_cases,
           what="gated_activation", rtol=1e-6, atol=1e-7),
+    Check("a2.nade_logits", "grading.assignments.a2_autoregressive.checks:nade_logits", _nade_cases,
+          what="nade_logits", rtol=1e-5, atol=1e-5, grad=(1, 2, 3, 4), hides=("autoregressive:NADE",)),
+    Check("a2.nade_model", "grading.assignments.a2_autoregressive.checks:NADEModel", _nade_model_cases,
+          call=_call_nade_model, what="NADE (log_prob and loss)", rtol=1e-5, atol=1e-5, outputs=("log_prob", "loss"),
+          hides=("autoregressive:NADE",)),
     Check("a2.gated_block", "grading.assignments.a2_autoregressive.checks:GatedBlock", _block_cases, call=_call_block,
           what="GatedBlock", rtol=1e-8, atol=1e-10, hides=("pixelcnn:MaskedConv2d", "pixelcnn:gated_activation")),
     Check("a2.pixelcnn", "grading.assignments.a2_autoregressive.checks:TinyPixelCNN", _pixelcnn_cases, call=_call_pixelcnn,
           what="TinyPixelCNN (logits and log_prob)", rtol=1e-4, atol=1e-4,
           hides=("pixelcnn:ImageAutoregressiveModel", "pixelcnn:MaskedConv2d", "pixelcnn:gated_activation")),
+    Check("a2.gated_stack_layer", "pixelcnn:GatedLayer", _stack_cases, call=_call_stack,
+          what="GatedStackLayer", rtol=1e-8, atol=1e-10, outputs=("vertical output", "horizontal output"),
+          hides=("pixelcnn:StackConv2d",)),
+    Check("a2.gated_stack_field", "pixelcnn:GatedLayer", _field_cases, call=_call_field,
+          what="a stack of your GatedStackLayer (receptive field)", rtol=0, atol=0, outputs=("dependence map",),
+          hides=("pixelcnn:StackConv2d",)),
     Check("a2.bits_per_dim", "pixelcnn:bits_per_dim", _bpd_cases, what="bits_per_dim", rtol=1e-10, atol=1e-12),
+    # graded by its distribution (a chi-square test inside the call); what is compared is the exact joint the
+    # test used, the same for the reference and any sampler that passed
     Check("a2.sample", "grading.assignments.a2_autoregressive.checks:raster_sample", _sample_cases, call=_call_sample,
-          what="sample", rtol=0, atol=0, hides=("pixelcnn:ImageAutoregressiveModel",)),
+          what="sample", rtol=0, atol=0, grad=(), outputs=("joint probabilities of the test",),
+          hides=("pixelcnn:ImageAutoregressiveModel",)),
 ]

@@ -44,8 +44,8 @@ MUTATIONS = {
         ("test_masked_conv", "test_gated_block", "test_pixelcnn")),
     "gated_halves_swapped": Mutation(
         "gated", "return torch.tanh(h_f) * torch.sigmoid(h_g)", "return torch.sigmoid(h_f) * torch.tanh(h_g)",
-        "gated activation with the filter and gate halves swapped (the block and the PixelCNN use it)",
-        ("test_gated_activation", "test_gated_block", "test_pixelcnn")),
+        "gated activation with the filter and gate halves swapped (the block, the PixelCNN and the stacks use it)",
+        ("test_gated_activation", "test_gated_block", "test_pixelcnn", "test_gated_stack")),
     "mask_b_first_layer": Mutation(
         "pixelcnn", 'self.first = MaskedConv2d(1, channels, first_kernel, "A")',
         'self.first = MaskedConv2d(1, channels, first_kernel, "B")',
@@ -67,6 +67,34 @@ MUTATIONS = {
         "        for j in range(W):\n            logits = row_logits[:, :, j]",
         "sampler that runs the model once per row: later pixels of a row are drawn from logits that read "
         "pixels of that row not yet generated", ("test_sample",)),
+    "nade_cumsum_includes_self": Mutation(
+        "nade", "a = c + torch.cumsum(contrib, dim=1) - contrib", "a = c + torch.cumsum(contrib, dim=1)",
+        "NADE pre-activations from an inclusive cumsum: x_d leaks into its own conditional (the trained NADE, which "
+        "uses it, learns to copy its input, and its log_prob is no likelihood)", ("test_nade", "test_nade_training")),
+    "nade_loss_sign": Mutation(
+        "nade_model", "return -self.log_prob(x).mean()", "return self.log_prob(x).mean()",
+        "NADE loss with the wrong sign: training maximises the negative log-likelihood", ("test_nade_training",)),
+    "nade_never_trained": Mutation(
+        "nade_model", "    fit(model, x_train, epochs=20, batch_size=100, lr=1e-2, seed=seed, progress=False)\n", "",
+        "train_nade builds the NADE but never calls fit: the untrained model misses the target",
+        ("test_nade_training",)),
+    "stack_vertical_looks_down": Mutation(
+        "gated_stack", "v_feat = self.v_conv(F.pad(v, (c, c, c, 0)))", "v_feat = self.v_conv(F.pad(v, (c, c, 0, c)))",
+        "vertical stack padded at the bottom instead of the top: it reads rows i..i+c, below the pixel (the future "
+        "leaks into the horizontal stack)", ("test_gated_stack",)),
+    "stack_vertical_left_only": Mutation(
+        "gated_stack", "v_feat = self.v_conv(F.pad(v, (c, c, c, 0)))",
+        "v_feat = self.v_conv(F.pad(v, (2 * c, 0, c, 0)))",
+        "vertical stack padded on the left only, like the horizontal one: it reads columns j-2c..j, so the pixels "
+        "above and to the right are never reached (a blind spot)", ("test_gated_stack",)),
+    "stack_no_vertical_link": Mutation(
+        "gated_stack", "h_feat = self.h_conv(F.pad(h, (c, 0, 0, 0))) + self.v_to_h(v_feat)",
+        "h_feat = self.h_conv(F.pad(h, (c, 0, 0, 0)))",
+        "horizontal stack without the vertical features: each pixel only sees its own row", ("test_gated_stack",)),
+    "sampler_argmax": Mutation(
+        "sample", "x[:, 0, i, j] = torch.multinomial(probs, 1, generator=generator)[:, 0].float()",
+        "x[:, 0, i, j] = probs.argmax(-1).float()  # the most likely level",
+        "sampler that takes the most likely level instead of drawing one (greedy decoding)", ("test_sample",)),
 }
 
 # Realistic mistakes that pass every visible test and that only the hidden checks catch: a wrong
@@ -86,6 +114,20 @@ MUTATIONS.update({
         "return h.detach() + self.proj(gated_activation(self.conv(h)))",
         "a stray detach() on the residual connection: no gradient flows through it (the PixelCNN uses the block)",
         ("test_gated_block", "test_pixelcnn")),
+    "stack_no_residual": Mutation(
+        "gated_stack", "return gated_activation(v_feat), h + self.h_out(gated_activation(h_feat))",
+        "return gated_activation(v_feat), self.h_out(gated_activation(h_feat))",
+        "horizontal stack without its residual connection: still causal, with the same receptive field, but not the "
+        "specified layer", ("test_gated_stack",)),
+    "stack_padding_for_3x3": Mutation(
+        "gated_stack", "        c = self.c\n", "        c = 1  # the padding of a 3x3 kernel\n",
+        "stack padding hard-coded for 3x3 kernels: with a 5x5 kernel the outputs lose a row and columns",
+        ("test_gated_stack",)),
+    "sampler_softmax_over_batch": Mutation(
+        "sample", "probs = torch.softmax(logits, dim=-1)", "probs = torch.softmax(logits, dim=0)",
+        "sampler that normalises the logits over the batch instead of over the levels (torch.multinomial renormalises "
+        "each row, so the draws look plausible, but each image's probabilities depend on the other images)",
+        ("test_sample",)),
     "naive_tanh": Mutation(
         "gated", "return torch.tanh(h_f) * torch.sigmoid(h_g)",
         "e = torch.exp(2 * h_f)\n    return (e - 1) / (e + 1) * torch.sigmoid(h_g)  # tanh written out",
@@ -125,7 +167,8 @@ MUTATIONS.update({
 REALISTIC = tuple(n for n in MUTATIONS if not n.startswith("borrow_"))
 #: of those, the ones that pass every visible test: only a hidden check can catch them
 HIDDEN_ONLY = ("made_masks_bool", "masked_conv_weight_data", "block_detached_residual", "naive_tanh",
-               "log_softmax_global_max", "bce_float_targets_only")
+               "log_softmax_global_max", "bce_float_targets_only", "stack_no_residual",
+               "stack_padding_for_3x3", "sampler_softmax_over_batch")
 BORROW = ("borrow_library", "borrow_check_adapter", "borrow_reexport", "borrow_sampler")
 
 E2E = {
@@ -133,16 +176,22 @@ E2E = {
     "untouched": ("untouched", (), "all"),
     "alternative": ("alternative", (), ()),
     "bugs_a": ("mutation", ("chain_rule_no_permute", "log_likelihood_prob_space", "made_degrees_from_zero",
-                            "mask_b_first_layer", "bpd_in_nats", "sampler_reads_future"),
+                            "mask_b_first_layer", "bpd_in_nats", "sampler_reads_future", "nade_cumsum_includes_self",
+                            "stack_vertical_left_only"),
                ("test_chain_rule", "test_log_likelihood", "test_made_degrees", "test_pixelcnn", "test_bits_per_dim",
-                "test_sample")),
-    "bugs_b": ("mutation", ("made_output_ge", "causal_mask_full_row", "gated_halves_swapped", "sampler_stale_row"),
+                "test_sample", "test_nade", "test_nade_training", "test_gated_stack")),
+    "bugs_b": ("mutation", ("made_output_ge", "causal_mask_full_row", "gated_halves_swapped", "sampler_stale_row",
+                            "nade_loss_sign", "stack_vertical_looks_down"),
                ("test_made_masks", "test_causal_mask", "test_masked_conv", "test_gated_activation", "test_gated_block",
-                "test_pixelcnn", "test_sample")),
-    # mistakes only the hidden checks catch: a dtype, weight.data, float32 overflow, a batch-wide max
-    "bugs_c": ("mutation", ("made_masks_bool", "masked_conv_weight_data", "naive_tanh", "log_softmax_global_max"),
+                "test_pixelcnn", "test_sample", "test_nade_training", "test_gated_stack")),
+    # mistakes only the hidden checks catch: a dtype, weight.data, float32 overflow, a batch-wide max, a missing
+    # residual connection
+    "bugs_c": ("mutation", ("made_masks_bool", "masked_conv_weight_data", "naive_tanh", "log_softmax_global_max",
+                            "stack_no_residual"),
                ("test_made_masks", "test_masked_conv", "test_gated_block", "test_pixelcnn", "test_gated_activation",
-                "test_log_likelihood")),
+                "test_log_likelihood", "test_gated_stack")),
+    "bugs_d": ("mutation", ("sampler_softmax_over_batch", "nade_never_trained", "stack_no_vertical_link"),
+               ("test_sample", "test_nade_training", "test_gated_stack")),
     # the reference borrowed through the library and through the hidden checks' own adapters
     "x_borrow_reference": ("mutation", BORROW, sum((MUTATIONS[m].lost for m in BORROW), ())),
 }
