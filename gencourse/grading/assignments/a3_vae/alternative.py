@@ -84,3 +84,23 @@ class VAE(nn.Module):
 
     def loss(self, x):
         return -self.elbo(x).mean()
+
+
+# %% score_function_grad
+def score_function_grad(f, mu, log_var, n_samples, baseline=False, generator=None):
+    # a surrogate loss: autograd differentiates log q at fixed samples, weighted by the (centred) values of f
+    noise = torch.randn(mu.shape[0], n_samples, mu.shape[1], generator=generator, dtype=mu.dtype,
+                        device=mu.device).transpose(0, 1)  # (S, B, H), drawn in another order
+    with torch.enable_grad():
+        m = mu.detach().requires_grad_(True)
+        lv = log_var.detach().requires_grad_(True)
+        std = torch.exp(lv / 2)
+        z = (m + std * noise).detach()  # the samples, held fixed
+        log_q = torch.distributions.Normal(m, std).log_prob(z).sum(-1)  # (S, B)
+        with torch.no_grad():
+            weights = f(z)
+            if baseline:
+                others = torch.stack([torch.cat([weights[:s], weights[s + 1:]]).mean(0) for s in range(n_samples)])
+                weights = weights - others
+        grads = torch.autograd.grad((weights * log_q).mean(0).sum(), (m, lv))
+    return grads[0], grads[1]

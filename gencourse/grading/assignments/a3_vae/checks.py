@@ -10,17 +10,34 @@ The cases and call adapters run inside the student's kernel while grading, where
 the reference code behind them (``LinearGaussianModel.posterior`` and ``kl_gaussians`` included) are
 hidden. Edge cases: one sample, one example, one dimension, log-weights of different examples
 thousands of nats apart (a max over the whole batch underflows), float32 logits of +-200.
+
+**The score-function estimator** ``score_function_grad(f, mu, log_var, n_samples, baseline,
+generator)`` is random: it is graded by its distribution. Each row of ``mu`` and ``log_var`` is
+repeated 100 000 times, the estimator runs once on them (a seeded generator given, the global
+generators seeded too) with ``f(z) = |z - a|^2`` (a per row), and the mean and the standard deviation
+of the 100 000 estimates of each row are compared with the reference's own. The tolerance (0.21 +
+0.14 |expected|) is at least seven standard errors of the difference of two such estimates (measured
+over 16 seeds; the spread of the log-variance estimates, whose distribution has heavy tails, needs
+the most), so any correct way of drawing the noise passes, while a missing term of the score, a
+baseline that uses the sample's own value (biased), a leave-one-out mean divided by S instead of
+S - 1 (unbiased, but a larger variance), or the reparameterisation gradient instead (unbiased, far
+smaller variance) fail.
 """
+import math
+
 import torch
 from torch import nn
 
-from ...spec import Case, Check, fill_parameters
+from ...spec import Case, Check, CheckFailed, fill_parameters, seeded
 
 from ....vae import LinearGaussianModel, bernoulli_log_prob, elbo, make_vae
+from ....vae import score_function_grad as _library_score
 
 F64 = torch.float64
+COPIES = 100_000  # copies of each row in the distribution check of score_function_grad
 
-__all__ = ["CHECKS", "bernoulli_elbo", "linear_gaussian_posterior", "linear_gaussian_elbo", "AssignmentVAE"]
+__all__ = ["CHECKS", "bernoulli_elbo", "linear_gaussian_posterior", "linear_gaussian_elbo", "AssignmentVAE",
+           "score_function_estimate"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,6 +81,23 @@ class AssignmentVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.bernoulli.logits(z)  # (..., data_dim)
+
+
+def score_function_estimate(f, mu, log_var, n_samples, baseline=False, generator=None):
+    r"""The S-sample score-function estimate of \nabla_{\mu, \log\sigma^2} E_{N(\mu, \sigma^2)}[f(z)] per row.
+
+    ``mu, log_var (B, H)``; ``f`` maps ``(S, B, H)`` to ``(S, B)``. With ``baseline`` each sample's
+    f(z_s) is centred by the mean of f over the other S - 1 samples (leave-one-out: unbiased).
+    Returns ``(grad_mu, grad_log_var)``, each ``(B, H)``.
+    """
+    eps = torch.randn(n_samples, *mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)  # (S, B, H)
+    b = 0.0
+    if baseline:
+        with torch.no_grad():
+            fz = f(mu + torch.exp(0.5 * log_var) * eps)  # (S, B)
+            b = (fz.sum(0, keepdim=True) - fz) / (n_samples - 1)  # leave-one-out means (S, B)
+    grad_mu, grad_log_var = _library_score(f, mu, log_var, eps, baseline=b)  # per sample (S, B, H)
+    return grad_mu.mean(0), grad_log_var.mean(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +205,51 @@ def _call_vae(cls, case):
     return mu, log_var, model.decode(z)
 
 
+def _score_cases(gen):
+    def rows(*values, dtype=F64):
+        return torch.tensor(values, dtype=dtype)
+    log = math.log
+    out = []
+    for label, mu, var, a, n, baseline, dtype in (
+            ("no baseline, one sample (S = 1)", ([0.5, -1.0], [0.0, 1.0]), ([0.5, 1.0], [0.7, 0.5]),
+             ([1.0, 0.0], [-0.5, 1.5]), 1, False, F64),
+            ("no baseline, S = 5", ([0.5, 0.3],), ([0.25, math.e ** 0.5],), ([2.0, -1.0],), 5, False, F64),
+            ("leave-one-out baseline, S = 4", ([0.5, -1.0], [0.0, 1.0]), ([0.5, 1.0], [1.5, 0.5]),
+             ([2.0, 0.0], [-1.0, 2.0]), 4, True, F64),
+            ("leave-one-out baseline, S = 2, float32", ([0.5, -1.0],), ([0.5, math.e ** 0.3],), ([2.0, 1.0],), 2, True,
+             torch.float32),
+            ("leave-one-out baseline, S = 3, f far from its minimum (a large baseline)", ([0.0, 0.5],), ([0.5, 0.8],),
+             ([4.0, -3.5],), 3, True, F64)):
+        log_var = torch.tensor([[log(v) for v in r] for r in var], dtype=F64).to(dtype)
+        out.append(Case((rows(*mu, dtype=dtype), log_var, rows(*a, dtype=dtype)),
+                        dict(n_samples=n, baseline=baseline, seed=len(out)), label=label))
+    return out
+
+
+def _call_score(impl, case):
+    """The mean and the standard deviation of COPIES estimates from each row: what every correct
+    implementation shares, however it draws its noise."""
+    mu, log_var, a = case.args
+    rows, h = mu.shape
+    mus, log_vars, targets = (t.repeat_interleave(COPIES, 0) for t in (mu, log_var, a))
+
+    def f(z):  # (S, B, H) -> (S, B)
+        return ((z - targets) ** 2).sum(-1)
+
+    seed = case.kwargs["seed"]
+    with seeded(2000 + seed, mus.device) as cpu_gen:
+        gen = cpu_gen if mus.device.type == "cpu" else torch.Generator(mus.device).manual_seed(2001 + seed)
+        out = impl(f, mus, log_vars, case.kwargs["n_samples"], baseline=case.kwargs["baseline"], generator=gen)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise CheckFailed(f"it returned {type(out).__name__}; expected a pair (grad_mu, grad_log_var)")
+    for name, g in zip(("grad_mu", "grad_log_var"), out):
+        if not isinstance(g, torch.Tensor) or g.shape != mus.shape:
+            raise CheckFailed(f"its {name} is {getattr(g, 'shape', type(g).__name__)}; expected one estimate per row "
+                              f"of mu, of shape {tuple(mus.shape)}")
+    g_mu, g_lv = (g.detach().reshape(rows, COPIES, h) for g in out)
+    return g_mu.mean(1), g_lv.mean(1), g_mu.std(1), g_lv.std(1)
+
+
 CHECKS = [
     Check("a3.reparameterize", "vae:reparameterize", _reparam_cases, what="reparameterize",
           rtol=1e-6, atol=1e-8),
@@ -179,12 +258,19 @@ CHECKS = [
     Check("a3.elbo", "grading.assignments.a3_vae.checks:bernoulli_elbo", _elbo_cases, what="elbo", rtol=1e-5, atol=1e-6,
           grad=(1, 2, 3), hides=("vae:elbo",)),  # x is data
     Check("a3.linear_gaussian_posterior", "grading.assignments.a3_vae.checks:linear_gaussian_posterior", _lg_posterior_cases,
-          what="linear_gaussian_posterior", rtol=1e-6, atol=1e-8, hides=("vae:LinearGaussianModel.posterior",)),
+          what="linear_gaussian_posterior", rtol=1e-6, atol=1e-8, hides=("vae:LinearGaussianModel.posterior",),
+          outputs=("posterior mean", "posterior covariance")),
     Check("a3.linear_gaussian_elbo", "grading.assignments.a3_vae.checks:linear_gaussian_elbo", _lg_elbo_cases,
           what="linear_gaussian_elbo", rtol=1e-6, atol=1e-7,
           hides=("vae:LinearGaussianModel.elbo", "vae:LinearGaussianModel.expected_log_likelihood",
                  "vae:LinearGaussianModel.kl_to_prior", "vae:kl_gaussians")),
     Check("a3.iwae_bound", "vae:iwae_bound", _iwae_cases, what="iwae_bound", rtol=1e-7, atol=1e-7),
     Check("a3.vae", "grading.assignments.a3_vae.checks:AssignmentVAE", _vae_cases, call=_call_vae,
-          what="VAE (encode and decode)", rtol=1e-4, atol=1e-5, grad=(1,), hides=("vae:VAE",)),  # x is data
+          what="VAE (encode and decode)", rtol=1e-4, atol=1e-5, grad=(1,), hides=("vae:VAE",),  # x is data
+          outputs=("encoder mean mu", "encoder log-variance log_var", "decoder output (logits)")),
+    Check("a3.score_function_grad", "grading.assignments.a3_vae.checks:score_function_estimate", _score_cases,
+          call=_call_score, what="score_function_grad", rtol=0.14, atol=0.21, grad=(), hides=("vae:score_function_grad",),
+          outputs=("mean of the mu-gradient estimates", "mean of the log_var-gradient estimates",
+                   "standard deviation of the mu-gradient estimates",
+                   "standard deviation of the log_var-gradient estimates")),
 ]
