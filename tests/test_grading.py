@@ -6,6 +6,7 @@ Each mechanism test shows both sides: the comparison used before (the reference 
 code sharing the same input tensors, output values only, as float64) lets the mistake through, the
 check of today fails it with a message that says what is wrong.
 """
+import ast
 import json
 import re
 import subprocess
@@ -410,13 +411,16 @@ def _job(submission, source) -> dict:
     return {"setup": setup, "tests": tests}
 
 
-def _run_job(job) -> dict:
-    """Cell -> why it lost its points, for the cells that did (in this process, checks compared here)."""
+def _run_job(job, skip=()) -> dict:
+    """Cell -> why it lost its points, for the cells that did (in this process, checks compared here).
+    Test cells in ``skip`` are not run (see :func:`_unaffected`)."""
     namespace = {}
     for src in job["setup"]:
         exec(compile(src, "<solution cell>", "exec"), namespace)
     lost = {}
     for gid, visible, checks in job["tests"]:
+        if gid in skip:
+            continue
         try:
             exec(compile(visible, gid, "exec"), dict(namespace))
         except Exception as e:
@@ -431,6 +435,57 @@ def _run_job(job) -> dict:
     return lost
 
 
+def _names(src: str) -> tuple:
+    """(names a cell defines at its top level, other than by imports; names it reads anywhere)."""
+    tree = ast.parse(src)
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    # imports are not followed: a mistake changes a definition, and every cell reads torch
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return defined, read
+
+
+def _imports(src: str) -> list:
+    return sorted(ast.dump(n) for n in ast.walk(ast.parse(src)) if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+def _unaffected(complete: dict, mutated: dict) -> set:
+    """Test cells that cannot see the mutated solution cell: no name they read leads to a name it
+    defines, directly or through other cells' definitions. Their outcome is the complete submission's
+    (asserted to be full marks), so they need not run again: this keeps the test's time to the cells
+    a mistake can reach (training cells and many-sample checks take seconds each)."""
+    changed = [i for i, (a, b) in enumerate(zip(complete["setup"], mutated["setup"])) if a != b]
+    assert len(complete["setup"]) == len(mutated["setup"]) and changed
+    if any(_imports(complete["setup"][i]) != _imports(mutated["setup"][i]) for i in changed):
+        return set()  # a changed import: run everything
+    cells = [_names(src) for src in mutated["setup"]]
+    tainted = set().union(*(cells[i][0] for i in changed))
+    grown = True
+    while grown:  # a cell that reads a tainted name taints what it defines
+        grown = False
+        for i, (defined, read) in enumerate(cells):
+            if read & tainted and not defined <= tainted:
+                tainted |= defined
+                grown = True
+    return {gid for gid, visible, checks in mutated["tests"]
+            if not (_names(visible)[1] | {var for _, var in checks}) & tainted}
+
+
+def test_unaffected_cells_follow_names_through_other_cells():
+    complete = {"setup": ["import torch\ndef f(x):\n    return x", "def g(x):\n    return f(x) + 1", "def h(x):\n    return x"],
+                "tests": [("t_f", "assert f(1) == 1", []), ("t_g", "assert g(1) == 2", []), ("t_h", "h(0)", [("a.h", "h")]),
+                          ("t_hidden", "", [("a.g", "g")])]}
+    mutated = dict(complete, setup=["import torch\ndef f(x):\n    return -x", *complete["setup"][1:]])
+    assert _unaffected(complete, mutated) == {"t_h"}  # g calls f: its tests are affected too
+    imported = dict(complete, setup=["import numpy as torch\ndef f(x):\n    return x", *complete["setup"][1:]])
+    assert _unaffected(complete, imported) == set()
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_simulated_students_lose_exactly_their_cells(assignment):
     source, release = _notebooks(assignment)
@@ -438,10 +493,12 @@ def test_simulated_students_lose_exactly_their_cells(assignment):
     for kind in ("complete", "alternative"):
         nb = simulate.build_submission(release, source, kind, assignment)
         assert _run_job(_job(nb, source)) == {}, kind
+    complete = _job(simulate.build_submission(release, source, "complete", assignment), source)
     for name in students.REALISTIC:
         mutation = students.MUTATIONS[name]
         nb = simulate.build_submission(release, source, "mutation", assignment, (name,))
-        lost = _run_job(_job(nb, source))
+        job = _job(nb, source)
+        lost = _run_job(job, skip=_unaffected(complete, job))
         assert set(lost) == set(mutation.lost), (name, lost)
         if name in students.HIDDEN_ONLY:  # the visible tests pass: only the hidden checks catch it
             assert all(why.startswith("hidden:") for why in lost.values()), (name, lost)

@@ -121,7 +121,9 @@ LINKS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href
 
 @functools.lru_cache(maxsize=None)
 def _pages(out: Path) -> tuple:
-    return tuple(sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html")))
+    # the pages, not the theme's templates that Sphinx copies into _static/
+    return tuple(sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html")
+                        if not p.relative_to(out).as_posix().startswith("_static/")))
 
 
 def _open(driver, url: str) -> dict:

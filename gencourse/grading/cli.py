@@ -90,7 +90,7 @@ def _site(args) -> int:
     except SiteError as e:
         print(f"gencourse site: error: {e}", file=sys.stderr)
         return 1
-    pages = sum(1 for _ in out.rglob("*.html"))
+    pages = sum(1 for p in out.rglob("*.html") if "_static" not in p.relative_to(out).parts)
     print(f"{pages} pages in {time.perf_counter() - t:.0f} s; open {index}")
     return 0
 

@@ -346,7 +346,7 @@ def evaluate(check: Check, impl, case: Case, device, case_index: int = 0) -> lis
     device = torch.device(device)
     given = _copy_case(case, device)
     before = _copy_case(given, device)
-    with _full_precision(), _filled_modules():
+    with _full_precision(), _filled_modules() as filled:
         out = check._call(impl, given)
     paths = []
     flat = _flatten(out, paths)
@@ -357,9 +357,17 @@ def evaluate(check: Check, impl, case: Case, device, case_index: int = 0) -> lis
                           "unchanged and compute new tensors")
     # the name keeps the output's place in the nesting, for messages (see output_label)
     outputs = [_record(f"output {j}@{'.'.join(map(str, p))}", o) for j, (o, p) in enumerate(zip(flat, paths))]
-    if any(isinstance(o, torch.Tensor) and o.is_floating_point() for o in flat):
+    # the gradient pass runs the item again; with no selected input and no filled module there is
+    # nothing to differentiate, so it is skipped (random items drawing many samples cost half as much)
+    selected = [a for i, a in enumerate(case.args) if _float_tensor(a) and _selected(check, i)]
+    selected += [v for k, v in case.kwargs.items() if _float_tensor(v) and _selected(check, k)]
+    if any(_float_tensor(o) for o in flat) and (selected or filled):
         outputs += _gradients(check, impl, case, device, case_index)
     return outputs
+
+
+def _float_tensor(o) -> bool:
+    return isinstance(o, torch.Tensor) and o.is_floating_point()
 
 
 def _gradients(check: Check, impl, case: Case, device, case_index: int) -> list:
