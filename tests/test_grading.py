@@ -90,7 +90,7 @@ def test_reference_is_sealed_against_patching(monkeypatch):
 def test_compare_outputs_edge_cases():
     a = np.array([1.0, np.inf, np.nan])
     assert grading.compare_outputs([a], [a.copy()], 1e-6, 1e-8) is None
-    assert "differs" in grading.compare_outputs([a], [np.array([1.0, -np.inf, np.nan])], 1e-6, 1e-8)
+    assert "differ" in grading.compare_outputs([a], [np.array([1.0, -np.inf, np.nan])], 1e-6, 1e-8)
     assert "NaN" not in (grading.compare_outputs([a], [np.array([1.1, np.inf, np.nan])], 1e-6, 1e-8) or "")
     assert "output(s)" in grading.compare_outputs([a], [a, a], 1e-6, 1e-8)
 
@@ -231,7 +231,7 @@ def test_gradients_are_compared():
             var = log_var.exp()
         return 0.5 * (mu ** 2 + var - log_var - 1).sum(-1)
     assert _old_check("a3.kl_standard_normal", kl_no_grad_variance) is None
-    with pytest.raises(grading.CheckFailed, match="gradient with respect to `log_var` differs"):
+    with pytest.raises(grading.CheckFailed, match="gradient with respect to `log_var`: "):
         grading.check("a3.kl_standard_normal", kl_no_grad_variance)
 
 
@@ -627,7 +627,7 @@ def test_messages_name_the_output_that_differs():
         mean, var = ref(x0, xt, t, betas)
         return mean, var * 1.1
 
-    with pytest.raises(grading.CheckFailed, match=r"the variance differs") as e:
+    with pytest.raises(grading.CheckFailed, match=r"the variance: \d+ of \d+ values differ") as e:
         grading.check("a8.q_posterior", variance_too_big)
     assert "output 1" not in str(e.value)
     # nested outputs name their element; unnamed ones are numbered

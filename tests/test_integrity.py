@@ -62,6 +62,18 @@ def em_step(x, weights, means, covs, reg_covar=1e-6):
     scatter = torch.einsum("nk,nki,nkj->kij", r, dev, dev) / counts[:, None, None]
     return counts / x.shape[0], centres, scatter + reg_covar * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
 ''',
+    "fit_gmm": '''
+def fit_gmm(x, k, iters=100, seed=0, tol=1e-8, reg_covar=1e-6):
+    state = gmm_init(x, k, seed, reg_covar)
+    history = []
+    for it in range(iters):
+        state = em_step(x, *state, reg_covar=reg_covar)
+        history.append(gmm_log_prob(x, *state).mean().item())
+        if it > 0 and history[it] - history[it - 1] < tol:  # converged
+            break
+    weights, means, covs = state
+    return weights, means, covs, history
+''',
 }
 
 # The library's em_step and its helper, renamed, reformatted and commented by a student

@@ -97,7 +97,7 @@ class Check:
             notebook's own locked cells use them; the integrity report flags students' cells that
             call them.
         outputs: names of the outputs in the order they come (flattened), used in messages: "the
-            variance differs", not "output 1 differs". Unnamed outputs are numbered.
+            variance: 3 of 12 values differ", not "output 1: ...". Unnamed outputs are numbered.
     """
 
     name: str
@@ -469,7 +469,7 @@ def _values_problem(label: str, e: np.ndarray, g: np.ndarray, rtol: float, atol:
     err = np.where(bad, np.nan_to_num(err, nan=np.inf), 0.0)
     idx = np.unravel_index(int(np.argmax(err)), e.shape) if e.ndim else ()
     where = f" at index {tuple(int(j) for j in idx)}" if e.ndim else ""
-    return (f"{label} differs in {int(bad.sum())} of {e.size} values; largest error {float(err[idx]):.3g}"
+    return (f"{label}: {int(bad.sum())} of {e.size} values differ; largest error {float(err[idx]):.3g}"
             f"{where}: expected {float(e[idx]):.6g}, got {float(g[idx]):.6g} "
             f"(tolerance {atol:g} + {rtol:g}*|expected|)")
 

@@ -3,7 +3,8 @@
 Besides typical inputs, each check's cases include the edge cases its specification allows: zero
 probabilities, one point, counts given as integers, grids whose densities do not vanish at the ends
 (where the trapezoidal rule and a rectangle rule differ), a non-default ``reg_covar``, and points so
-far from every component that densities underflow unless the code stays in log space. The cases run
+far from every component that densities underflow unless the code stays in log space; for EM run to
+convergence, a limit ``iters`` reached first, one component, 1-D points and float32 points. The cases run
 inside the student's kernel while grading, where the graded functions of ``gencourse.mle`` are
 hidden: they only use its helpers (``normal_log_pdf``, ``mixture_1d_log_pdf``).
 """
@@ -107,10 +108,42 @@ def _em_cases(gen):
             Case((far, *far_params), label="narrow components far from every point (densities underflow: stay in log space)")]
 
 
+def _blobs(gen, centres, scales, n, dtype=F64):
+    """``n`` points around each centre ``(C, D)``, with one standard deviation per blob: ``(C * n, D)``."""
+    centres, scales = torch.tensor(centres, dtype=dtype), torch.tensor(scales, dtype=dtype)
+    noise = torch.randn(len(centres), n, centres.shape[1], generator=gen, dtype=dtype)
+    return (centres[:, None] + scales[:, None, None] * noise).reshape(-1, centres.shape[1])
+
+
+def _fit_gmm_cases(gen):
+    # every case stops well away from the tolerance (the smallest |gain - tol| is over 1e-11 in float64,
+    # 4e-5 in float32): rounding cannot change the step at which a correct implementation stops
+    x3 = _blobs(gen, [[-3.0, 0.0], [3.0, 0.5], [0.0, 4.0]], [0.8, 1.3, 0.6], 60)
+    overlapping = _blobs(gen, [[-1.0, 0.0], [1.0, 0.0], [0.0, 1.5]], [1.0, 1.0, 1.0], 50)
+    x3d = _blobs(gen, [[0.0, 0.0, 0.0], [3.0, 3.0, 0.0]], [1.0, 0.5], 40)
+    x1d = _blobs(gen, [[-2.0], [1.5]], [0.5, 1.0], 50)
+    x32 = _blobs(gen, [[-3.0, 0.0], [3.0, 0.5]], [1.0, 0.7], 80, torch.float32)
+    return [Case((x3, 3), dict(seed=1), label="180 points in 3 blobs, k = 3"),
+            Case((overlapping, 4), dict(iters=8), label="overlapping blobs, k = 4: the limit iters = 8 comes first"),
+            Case((x3d, 2), dict(seed=2, tol=1e-6, reg_covar=0.1), label="3-D points, reg_covar = 0.1"),
+            Case((x1d, 2), dict(seed=3, iters=300), label="1-D points (D = 1)"),
+            Case((x32, 2), dict(tol=1e-4), label="float32 points, tol = 1e-4"),
+            Case((x3, 1), label="one component (k = 1): converged at the second step")]
+
+
+def _fit_gmm_call(impl, case):
+    """The fitted parameters and the trace as one float64 tensor (a trace of another length then says so)."""
+    out = impl(*case.args, **case.kwargs)
+    if not isinstance(out, (tuple, list)):  # the reference returns a GMMFit
+        out = (out.weights, out.means, out.covs, out.log_likelihood)
+    weights, means, covs, trace = out
+    return weights, means, covs, torch.tensor([float(v) for v in trace], dtype=F64, device=case.args[0].device)
+
+
 CHECKS = [
     Check("a1.entropy", "mle:entropy", _entropy_cases, what="entropy", atol=1e-8, rtol=1e-6),
     Check("a1.kl_divergence", "mle:kl_divergence", _kl_cases, what="kl_divergence", atol=1e-8, rtol=1e-6),
-    Check("a1.gaussian_mle", "mle:gaussian_mle", _gaussian_cases, what="gaussian_mle"),
+    Check("a1.gaussian_mle", "mle:gaussian_mle", _gaussian_cases, what="gaussian_mle", outputs=("mean", "variance")),
     Check("a1.poisson_mle", "mle:poisson_mle", _poisson_cases, what="poisson_mle", grad=()),  # counts are data
     # the grid x is not differentiated: a constant spacing is a correct way to use a uniform grid
     Check("a1.forward_kl", "mle:forward_kl", _kl_grid_cases, what="forward_kl", atol=1e-6, grad=(0, 1),
@@ -119,10 +152,13 @@ CHECKS = [
           hides=("mle:trapezoid",)),
     # a search over a grid: the pair chosen is compared, not gradients; Python floats are fine
     Check("a1.fit_gaussian_kl", "mle:fit_gaussian_kl", _fit_cases, what="fit_gaussian_kl", atol=1e-9, grad=(),
-          exact_dtype=False),
+          exact_dtype=False, outputs=("mean", "standard deviation")),
     # covariances are not differentiated: code reading one triangle (Cholesky) is as right as the reference
     Check("a1.gmm_log_prob", "mle:gmm_log_prob", _gmm_cases, what="gmm_log_prob", atol=1e-6, grad=(0, 1, 2),
           hides=("mle:_component_log_probs",)),
     Check("a1.em_step", "mle:em_step", _em_cases, what="em_step", atol=1e-6, grad=(),
-          hides=("mle:gmm_responsibilities", "mle:fit_gmm")),
+          hides=("mle:gmm_responsibilities",), outputs=("weights", "means", "covariances")),
+    # EM is not differentiated; the trace is compared entry by entry, so stopping one step early or late fails
+    Check("a1.fit_gmm", "mle:fit_gmm", _fit_gmm_cases, call=_fit_gmm_call, what="fit_gmm", grad=(),
+          outputs=("weights", "means", "covariances", "log-likelihood trace")),
 ]

@@ -29,7 +29,7 @@ MUTATIONS = {
         "entropy with p log p, which is NaN where p = 0", ("test_entropy",)),
     "em_old_means": Mutation(
         "gmm", "diff = x[None] - new_means[:, None]  # (K, N, D)", "diff = x[None] - means[:, None]  # (K, N, D)",
-        "EM covariance around the old means", ("test_em_step",)),
+        "EM covariance around the old means", ("test_em_step", "test_fit_gmm")),
     "gmm_no_logsumexp": Mutation(
         "gmm", "return torch.logsumexp(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)",
         "return torch.log((weights * components.log_prob(x[:, None, :]).exp()).sum(1))",
@@ -68,12 +68,12 @@ MUTATIONS = {
         "calls os._exit, killing the kernel", ("test_poisson_mle",)),
     "segfault": Mutation(
         "gmm", "r = torch.softmax(", "import ctypes\n    ctypes.string_at(0)  # reads address 0: a crash\n    r = torch.softmax(",
-        "crashes the interpreter (segmentation fault) in em_step", ("test_em_step",)),
+        "crashes the interpreter (segmentation fault) in em_step", ("test_em_step", "test_fit_gmm")),
     "memory_bomb": Mutation(
         "gmm", "components = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)\n    return",
         "hog = [bytearray(2 ** 28) for _ in range(256)]  # 64 GB, 256 MB at a time\n"
         "    components = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)\n    return",
-        "allocates memory without bound in gmm_log_prob", ("test_gmm_log_prob",)),
+        "allocates memory without bound in gmm_log_prob", ("test_gmm_log_prob", "test_fit_gmm")),
     "huge_output": Mutation(
         "gaussian_mle", "return mean, ((x - mean) ** 2).mean(0)",
         "print('spam ' * 10_000_000)  # 50 MB of output\n    return mean, ((x - mean) ** 2).mean(0)",
@@ -113,6 +113,21 @@ MUTATIONS = {
         "loaded machine answers it late)", ("test_poisson_mle",)),
 }
 
+# Mistakes of EM run to convergence
+MUTATIONS.update({
+    "fit_fixed_iterations": Mutation(
+        "fit_gmm", "        if len(trace) > 1 and trace[-1] - trace[-2] < tol:\n            break\n", "",
+        "EM for a fixed number of steps, never checking convergence (tol ignored)", ("test_fit_gmm",)),
+    "fit_trace_before_step": Mutation(
+        "fit_gmm",
+        "        weights, means, covs = em_step(x, weights, means, covs, reg_covar)\n"
+        "        trace.append(float(gmm_log_prob(x, weights, means, covs).mean()))\n",
+        "        trace.append(float(gmm_log_prob(x, weights, means, covs).mean()))  # the log-likelihood, then a step\n"
+        "        weights, means, covs = em_step(x, weights, means, covs, reg_covar)\n",
+        "records the log-likelihood before each EM step instead of after it (the trace lags one step)",
+        ("test_fit_gmm",)),
+})
+
 # Realistic mistakes that pass every visible test and that only the hidden checks catch: an input
 # changed in place, a wrong dtype, an optional argument ignored, edge cases (a grid whose densities do
 # not vanish at its ends, one point, far-away points)
@@ -138,12 +153,15 @@ MUTATIONS.update({
         "squeezes the result: a single point gives a scalar instead of shape (1,)", ("test_gmm_log_prob",)),
     "em_ignores_reg_covar": Mutation(
         "gmm", "new_covs = new_covs + reg_covar * torch.eye(", "new_covs = new_covs + 1e-6 * torch.eye(",
-        "EM with the default 1e-6 written in, ignoring the reg_covar argument", ("test_em_step",)),
+        "EM with the default 1e-6 written in, ignoring the reg_covar argument", ("test_em_step", "test_fit_gmm")),
     "em_prob_space": Mutation(
         "gmm", "r = torch.softmax(torch.log(weights) + components.log_prob(x[:, None, :]), dim=1)  # (N, K)",
         "dens = weights * components.log_prob(x[:, None, :]).exp()  # (N, K)\n    r = dens / dens.sum(1, keepdim=True)",
         "EM responsibilities from densities, outside log space (0 / 0 where every density underflows)",
         ("test_em_step",)),
+    "fit_ignores_reg_covar": Mutation(
+        "fit_gmm", "em_step(x, weights, means, covs, reg_covar)", "em_step(x, weights, means, covs)",
+        "EM run to convergence without passing reg_covar on to em_step (its default 1e-6 is used)", ("test_fit_gmm",)),
     # borrowing the reference, one route per cell: each must fail in the kernel and cost that cell
     "borrow_import_alias": Mutation(
         "entropy_kl", "return -torch.xlogy(p, p).sum(-1)",
@@ -170,15 +188,15 @@ MUTATIONS.update({
         "import inspect, gencourse.mle\n    namespace = dict(vars(gencourse.mle))\n"
         "    exec(inspect.getsource(gencourse.mle.gmm_log_prob), namespace)\n"
         "    return namespace['gmm_log_prob'](x, weights, means, covs)",
-        "copies the reference's source with inspect.getsource and executes it", ("test_gmm_log_prob",)),
+        "copies the reference's source with inspect.getsource and executes it", ("test_gmm_log_prob", "test_fit_gmm")),
 })
 #: the mistakes tests/test_grading.py runs without nbgrader (the others loop, crash or attack the grader)
 REALISTIC = ("unbiased_variance", "kl_log_ratio_flipped", "entropy_nan_at_zero", "em_old_means", "gmm_no_logsumexp",
-             "centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze", "em_ignores_reg_covar",
-             "em_prob_space")
+             "fit_fixed_iterations", "fit_trace_before_step", "centre_in_place", "poisson_float32_total",
+             "rectangle_rule", "gmm_squeeze", "em_ignores_reg_covar", "em_prob_space", "fit_ignores_reg_covar")
 #: of those, the ones that pass every visible test: only a hidden check can catch them
-HIDDEN_ONLY = ("em_old_means", "centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze",
-               "em_ignores_reg_covar", "em_prob_space")
+HIDDEN_ONLY = ("centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze", "em_ignores_reg_covar",
+               "em_prob_space", "fit_ignores_reg_covar")
 #: the routes to the reference; each fails in the sandboxed kernel (the cases: tests/test_grading.py)
 BORROW = ("borrow_import_alias", "borrow_importlib", "borrow_exec_source", "borrow_sealed_copy", "borrow_getsource")
 
@@ -193,7 +211,7 @@ DEMO = (
 
 # disabling the check function leaves every later hidden test unconfirmed
 HIDDEN_AFTER_GAUSSIAN = ("test_gaussian_mle", "test_poisson_mle", "test_kl_quadrature", "test_fit_gaussian_kl",
-                         "test_gmm_log_prob", "test_em_step")
+                         "test_gmm_log_prob", "test_em_step", "test_fit_gmm")
 M = MUTATIONS
 
 E2E = {
@@ -204,8 +222,9 @@ E2E = {
     # realistic mistakes, two or three per submission, each in a different test cell
     "bugs_a": ("mutation", ("unbiased_variance", "kl_log_ratio_flipped", "em_old_means"),
                M["unbiased_variance"].lost + M["kl_log_ratio_flipped"].lost + M["em_old_means"].lost),
-    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp", "em_prob_space"),
-               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost + M["em_prob_space"].lost),
+    "bugs_b": ("mutation", ("entropy_nan_at_zero", "gmm_no_logsumexp", "em_prob_space", "fit_ignores_reg_covar"),
+               M["entropy_nan_at_zero"].lost + M["gmm_no_logsumexp"].lost + M["em_prob_space"].lost
+               + M["fit_ignores_reg_covar"].lost),
     # mistakes only the hidden checks catch: an input changed in place, a dtype, ignored reg_covar, edge cases
     "bugs_c": ("mutation", ("centre_in_place", "poisson_float32_total", "rectangle_rule", "gmm_squeeze",
                             "em_ignores_reg_covar"),
