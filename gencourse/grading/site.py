@@ -206,7 +206,7 @@ def _demote_headings(text: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()) + "\n"
 
 
-def stage(root: Path, src: Path, *, execute: bool, cache: Path, timeout: int) -> None:
+def stage(root: Path, src: Path, *, execute: bool, cache: Path, timeout: int, only=None) -> None:
     """Write the site's sources into ``src``: configuration, pages, copies of the notebooks."""
     if src.exists():
         shutil.rmtree(src)
@@ -225,7 +225,11 @@ def stage(root: Path, src: Path, *, execute: bool, cache: Path, timeout: int) ->
     (src / "leaderboard.md").write_text(_leaderboard(root))
     (src / "_static").mkdir()
     (src / "_static" / "favicon.svg").write_text(FAVICON)
-    (src / "conf.py").write_text(CONF.format(mode="cache" if execute else "off", cache=str(cache), timeout=timeout))
+    conf = CONF.format(mode="cache" if execute else "off", cache=str(cache), timeout=timeout)
+    if only is not None:  # the other lectures rendered without running them
+        skip = [f"lectures/{u.lecture}.ipynb" for u in SYLLABUS if u.lecture not in only]
+        conf += f"nb_execution_excludepatterns += {skip!r}\n"
+    (src / "conf.py").write_text(conf)
 
 
 def check_syllabus(root: Path) -> list:
@@ -242,11 +246,12 @@ def check_syllabus(root: Path) -> list:
     return problems
 
 
-def build(root: Path, out: Path, *, execute: bool = True, cache: Path | None = None, timeout: int = 600,
+def build(root: Path, out: Path, *, execute=True, cache: Path | None = None, timeout: int = 600,
           quiet: bool = False) -> Path:
     """Build the site of the course at ``root`` into ``out`` (its ``index.html`` is the home page).
 
-    ``execute=False`` renders the lectures without outputs (quick, for checking the layout).
+    ``execute=False`` renders the lectures without outputs (quick, for checking the layout); a
+    collection of lecture names executes only those.
     ``cache`` keeps the executed lectures between builds (default ``<out>/../site-cache``).
     Returns the path of ``index.html``. Raises :class:`SiteError` with the reason on failure.
     """
@@ -262,8 +267,11 @@ def build(root: Path, out: Path, *, execute: bool = True, cache: Path | None = N
         raise SiteError(f"{e.name} is not installed: pip install -e '.[site]'") from None
     cache = Path(cache).resolve() if cache else out.parent / "site-cache"
     src = out.parent / f"{out.name}_sources"
-    stage(root, src, execute=execute, cache=cache, timeout=timeout)
-    env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    stage(root, src, execute=bool(execute), cache=cache, timeout=timeout,
+          only=None if isinstance(execute, bool) else tuple(execute))
+    # no MPLBACKEND here: the kernels' inline backend is what turns figures into images
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(TQDM_DISABLE="1", PYTHONHASHSEED="0")
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "1", str(src), str(out),
            "-d", str(out.parent / f"{out.name}_doctrees")]
     run = subprocess.run(cmd, env=env, cwd=src, capture_output=quiet, text=True)
