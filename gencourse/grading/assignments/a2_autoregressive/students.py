@@ -166,7 +166,9 @@ MUTATIONS.update({
 #: the mistakes tests/test_grading.py runs without nbgrader
 REALISTIC = tuple(n for n in MUTATIONS if not n.startswith("borrow_"))
 #: of those, the ones that pass every visible test: only a hidden check can catch them
-HIDDEN_ONLY = ("made_masks_bool", "masked_conv_weight_data", "block_detached_residual", "naive_tanh",
+# (naive_tanh is not among them: the visible test's unseeded draws near 0 expose its cancellation error
+# in some runs and not in others, while it always loses the cell)
+HIDDEN_ONLY = ("made_masks_bool", "masked_conv_weight_data", "block_detached_residual",
                "log_softmax_global_max", "bce_float_targets_only", "stack_no_residual",
                "stack_padding_for_3x3", "sampler_softmax_over_batch")
 BORROW = ("borrow_library", "borrow_check_adapter", "borrow_reexport", "borrow_sampler")
