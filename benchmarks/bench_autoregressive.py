@@ -5,7 +5,9 @@ weights that did best on validation): test NLL in nats per image and bits per di
 wall time and epochs, and the time to sample 64 images with the naive and the fast sampler.
 
 Reference: the causal-convolution ARM of Tomczak's *intro_dgm* reaches 86.4 nats per image on
-this split after about 210-245 s; the target for Gated PixelCNN is <= 80 nats within 120 s.
+this split after about 210-245 s; the target for Gated PixelCNN is <= 76 nats within 120 s (not
+met: it overfits the 1000 training images; Polyak averaging of the weights, ``fit(ema=...)``, and
+a wider, more dropped-out network brought it from 79.3 to about 78).
 
 Usage: ``python benchmarks/bench_autoregressive.py [--quick]`` prints the table.
 """
@@ -41,14 +43,19 @@ def _models(quick: bool) -> dict:
     return {
         "MADE": lambda: MADE(D, (512,), n_levels=N_LEVELS),
         "PixelCNN": lambda: PixelCNN(channels=64, n_layers=5),
-        "GatedPixelCNN": lambda: GatedPixelCNN(channels=32, n_layers=6, dropout=0.3),
+        "GatedPixelCNN": lambda: GatedPixelCNN(channels=64, n_layers=6, dropout=0.5),
     }
+
+
+#: Optimiser settings that differ from the defaults (Adam lr LR, no averaging), per model: the
+#: Gated PixelCNN overfits by epoch ~30 at lr 3e-3; a smaller step with averaged weights does better.
+FIT = {"GatedPixelCNN": dict(lr=1e-3, ema=0.999)}
 
 
 SETTINGS = {
     "MADE": "hidden (512,) (quick: 64), categorical 17 levels, natural order",
     "PixelCNN": "64 channels (quick: 16, 3 layers), 5x5 mask A + 4 residual 3x3 mask B, 17-way softmax",
-    "GatedPixelCNN": "32 channels (quick: 16, 3 layers, no dropout), 5-wide first layer + 6 gated layers (k=3), dropout 0.3",
+    "GatedPixelCNN": "64 channels (quick: 16, 3 layers, no dropout), 5-wide first layer + 6 gated layers (k=3), dropout 0.5",
 }
 
 
@@ -86,8 +93,9 @@ def _run(quick: bool) -> list[dict]:
     for name, make in _models(quick).items():
         seed_everything(0)
         model = make()
-        hist = fit(model, x, x_val=x_val, epochs=10_000, max_seconds=budget, batch_size=BATCH, lr=LR,
-                   progress=False)
+        settings = dict(lr=LR, ema=None) | FIT.get(name, {})
+        hist = fit(model, x, x_val=x_val, epochs=10_000, max_seconds=budget, batch_size=BATCH, progress=False,
+                   **settings)
         nll = evaluate(model.loss, x_test)
         note = f"{SETTINGS[name]}; {hist.epochs} epochs, best val at epoch {hist.best_epoch + 1}"
         rows += [
@@ -95,7 +103,8 @@ def _run(quick: bool) -> list[dict]:
             dict(benchmark="digits test bits/dim", case=name, value=round(bits_per_dim(nll, D), 4), unit="bits/dim",
                  note="nats / (64 ln 2)"),
             dict(benchmark="training wall time", case=name, value=round(hist.seconds, 1), unit="s",
-                 note=f"budget {budget:.0f} s, Adam lr {LR}, batch {BATCH}, 1 CPU thread"),
+                 note=f"budget {budget:.0f} s, Adam lr {settings['lr']}, batch {BATCH}, 1 CPU thread"
+                      + (f", weights averaged (EMA {settings['ema']})" if settings["ema"] else "")),
         ]
         if name == "MADE":
             t = _timed(lambda: model.sample(n_samples, generator=torch.Generator().manual_seed(0)))

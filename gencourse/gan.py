@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .nn import mlp
+from .train import ema_update, swap_parameters
 
 __all__ = [
     "discriminator_loss", "generator_loss", "critic_loss_wgan", "generator_loss_wgan", "optimal_discriminator",
@@ -312,15 +313,11 @@ class GAN(nn.Module):
             history["d"].append(d)
             history["g"].append(g)
             if average is not None:
-                with torch.no_grad():
-                    for a, p in zip(average, params):
-                        a.lerp_(p, 1 - ema)
+                ema_update(average, params, ema)
             if callback is not None:
                 callback(step, self)
         if average is not None:
-            with torch.no_grad():
-                for a, p in zip(average, params):
-                    p.copy_(a)
+            swap_parameters(average, params)
         self.eval()
         return history
 

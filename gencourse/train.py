@@ -21,7 +21,8 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "default_device", "devices", "minibatches", "History", "fit", "evaluate", "best_time"]
+__all__ = ["seed_everything", "default_device", "devices", "minibatches", "History", "fit", "evaluate", "best_time",
+           "ema_update", "swap_parameters"]
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -51,6 +52,22 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
     """Shuffled index batches covering ``range(n)`` once."""
     perm = torch.randperm(n, generator=generator)
     yield from perm.split(batch_size)
+
+
+@torch.no_grad()
+def ema_update(average: list[torch.Tensor], params, decay: float) -> None:
+    r"""One step of Polyak averaging: :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta`, in place."""
+    for a, p in zip(average, params):
+        a.lerp_(p.detach(), 1 - decay)
+
+
+@torch.no_grad()
+def swap_parameters(average: list[torch.Tensor], params) -> None:
+    """Exchange the values of ``params`` and ``average`` in place (twice restores both)."""
+    for a, p in zip(average, params):
+        tmp = p.detach().clone()
+        p.copy_(a)
+        a.copy_(tmp)
 
 
 @dataclass
@@ -84,7 +101,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
         loss_fn: Optional[Callable] = None, epochs: int = 100, max_seconds: float = math.inf,
         batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
         grad_clip: Optional[float] = None, seed: int = 0, progress: bool = True,
-        keep_best: bool = True, desc: str = "training") -> History:
+        keep_best: bool = True, desc: str = "training", ema: Optional[float] = None) -> History:
     """Train ``model`` by minibatch Adam on ``loss_fn`` (default ``model.loss``).
 
     Args:
@@ -94,6 +111,11 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
             the lowest validation loss are restored at the end.
         epochs, max_seconds: stop at whichever budget runs out first (checked after each batch).
         seed: seeds the shuffling so that a run is reproducible.
+        ema: when set, also keep an exponential moving average of the parameters (Polyak
+            averaging), updated after step :math:`t = 1, 2, \dots` with decay
+            :math:`\min(\text{ema}, (1 + t) / (10 + t))` so that the first steps do not keep the
+            initial weights; validation, the kept best weights and the returned model are the
+            average's. ``None``: the iterates themselves.
 
     Returns:
         A :class:`History` of per-epoch mean losses and the wall time.
@@ -105,6 +127,9 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     hist, best, best_state = History(), math.inf, None
+    params = [p for p in model.parameters() if p.requires_grad]
+    average = [p.detach().clone() for p in params] if ema is not None else None
+    step = 0
     start = time.perf_counter()
     bar = _progress(range(epochs), desc, progress)
     for epoch in bar:
@@ -119,22 +144,31 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
+            step += 1
+            if average is not None:
+                ema_update(average, params, min(ema, (1 + step) / (10 + step)))
             total += float(loss.detach()) * len(idx)
             if time.perf_counter() - start > max_seconds:
                 break
         hist.train.append(total / len(x))
         if x_val is not None:
             model.eval()
+            if average is not None:
+                swap_parameters(average, params)  # validate (and keep) the average
             v = evaluate(loss_fn, x_val.to(device), None if y_val is None else y_val.to(device))
             hist.val.append(v)
             if v < best:
                 best, hist.best_epoch = v, epoch
                 if keep_best:
                     best_state = copy.deepcopy(model.state_dict())
+            if average is not None:
+                swap_parameters(average, params)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{hist.train[-1]:.3f}", **({"val": f"{hist.val[-1]:.3f}"} if hist.val else {}))
         if time.perf_counter() - start > max_seconds:
             break
+    if average is not None:
+        swap_parameters(average, params)  # the model ends as the average (unless best_state replaces it)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

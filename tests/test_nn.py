@@ -140,3 +140,62 @@ def test_best_time_is_the_minimum_of_the_calls():
     calls = []
     t = best_time(lambda: calls.append(1), repeat=4)
     assert len(calls) == 4 and t >= 0.0
+
+
+def _ema_run(ema, x_val=None, keep_best=True):
+    """A small regression fitted by ``fit``; returns the model, its history and the iterates the
+    loss saw while training (theta_0 .. theta_{T-1})."""
+    from gencourse.train import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 3, dtype=DT)
+    model = nn.Linear(3, 1).to(DT)
+    target = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT) + 0.1 * torch.randn(40, 1, dtype=DT)
+    iterates = []
+
+    def loss(xb):
+        if model.training:
+            iterates.append([p.detach().clone() for p in model.parameters()])
+        pred = model(xb)
+        return ((pred - (xb @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT))) ** 2).mean() + 0 * target.sum()
+
+    hist = fit(model, x, x_val=x_val, loss_fn=loss, epochs=3, batch_size=8, lr=0.05, progress=False,
+               ema=ema, keep_best=keep_best)
+    return model, hist, iterates
+
+
+def test_fit_with_ema_ends_with_the_bias_corrected_average_of_the_iterates():
+    """ema = 0.9: the model ends as a_t = d_t a_{t-1} + (1 - d_t) theta_t, d_t = min(0.9, (1+t)/(10+t)),
+    a_0 = theta_0, over the same iterates as a run without averaging (averaging never steers)."""
+    plain, _, plain_iterates = _ema_run(None)
+    averaged, _, iterates = _ema_run(0.9)
+    assert len(iterates) == 15  # 3 epochs of 5 batches
+    for a, b in zip(plain_iterates, iterates):
+        for p, q in zip(a, b):
+            assert torch.equal(p, q)
+    thetas = iterates + [[p.detach() for p in plain.parameters()]]  # theta_0 .. theta_T
+    avg = [p.clone() for p in thetas[0]]
+    for t, theta in enumerate(thetas[1:], start=1):
+        d = min(0.9, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
+    for a, p in zip(avg, averaged.parameters()):
+        torch.testing.assert_close(p.detach(), a, rtol=1e-12, atol=1e-12)
+    # the average is not the last iterate: the test can tell them apart
+    assert not torch.allclose(averaged.weight, plain.weight, atol=1e-4)
+
+
+def test_fit_with_ema_validates_and_keeps_the_average():
+    """With validation data the recorded losses are the average's: the returned model's loss is the
+    last one (keep_best=False) or the smallest one (keep_best=True)."""
+    from gencourse.train import evaluate
+
+    x_val = torch.randn(20, 3, dtype=DT, generator=torch.Generator().manual_seed(5))
+    for keep_best in (False, True):
+        model, hist, _ = _ema_run(0.9, x_val=x_val, keep_best=keep_best)
+        model.eval()
+        w = torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT)
+        with torch.no_grad():
+            v = evaluate(lambda xb: ((model(xb) - xb @ w) ** 2).mean(), x_val)
+        expected = min(hist.val) if keep_best else hist.val[-1]
+        assert v == pytest.approx(expected, rel=1e-12)
+        assert len(hist.val) == 3
