@@ -102,7 +102,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
         batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
         grad_clip: Optional[float] = None, seed: int = 0, progress: bool = True,
         keep_best: bool = True, desc: str = "training", ema: Optional[float] = None) -> History:
-    """Train ``model`` by minibatch Adam on ``loss_fn`` (default ``model.loss``).
+    r"""Train ``model`` by minibatch Adam on ``loss_fn`` (default ``model.loss``).
 
     Args:
         model: an ``nn.Module``; it is trained in place on the device of its parameters.

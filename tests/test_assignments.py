@@ -4,6 +4,11 @@ For each assignment with an end-to-end class (``E2E`` in ``grading/assignments/<
 written correct one keep every autograded point, the untouched release gets none, and each
 submission with realistic mistakes loses exactly the points of the test cells they break.
 (Assignment 1's deeper test, with broken and hostile submissions, is tests/test_autograder.py.)
+
+The feedback of the same graded class is checked here too (generated for the complete submission and
+one with realistic mistakes, so that no class is graded twice): no hidden test line in what a reader
+sees, the reasons for lost points kept (the helpers and the preprocessor's own tests are in
+tests/test_feedback.py).
 """
 import re
 from pathlib import Path
@@ -11,12 +16,16 @@ from pathlib import Path
 import pytest
 
 from gencourse.grading import batch, course, demo, gradebook, simulate
+from test_feedback import hidden_lines, leaks, visible_text
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 DEEP = "a1_maximum_likelihood"  # graded with broken and hostile submissions in tests/test_autograder.py
 CLASSES = {a: simulate.students(a).E2E for a in simulate.assignments_with("E2E") if a != DEEP}
 CASES = [(a, s) for a, cls in CLASSES.items() for s in cls]
+#: per assignment, the first end-to-end student whose realistic mistakes fail hidden tests: its
+#: feedback and the complete submission's are generated and searched for hidden test lines
+MISTAKES = {a: next(s for s, (kind, _, lost) in cls.items() if kind == "mutation" and lost) for a, cls in CLASSES.items()}
 
 
 class _Graded(dict):
@@ -37,6 +46,8 @@ class _Graded(dict):
         outcomes = batch.grade_class(crs, assignment, jobs=2, timeout=60, progress=False)
         rows = gradebook.scores(crs, assignment)
         print(demo.score_table(rows))
+        for student in ("complete", MISTAKES[assignment]):
+            course.nbgrader(crs, "generate_feedback", assignment, f"--student={student}", "--force")
         self[assignment] = ({o.student: o for o in outcomes}, rows, crs)
         return self[assignment]
 
@@ -70,6 +81,42 @@ def test_integrity_report_flags_borrowing_and_lists_similar_code(graded, assignm
         assert "x_borrow_reference" in flagged
     assert "# Similar code" in report and "the instructor's solution" in report  # the complete solution is one
     assert not re.search(r"^\| \d+% likely copy \| alternative \|", report, re.M)
+
+
+@pytest.mark.parametrize("assignment", list(CLASSES))
+def test_feedback_shows_no_hidden_test(graded, assignment):
+    _, _, crs = graded[assignment]
+    found = leaks(crs, assignment)
+    assert len(found) == 2, sorted(found)
+    assert not any(found.values()), f"hidden test lines a reader sees: {found}"
+
+
+@pytest.mark.parametrize("assignment", list(CLASSES))
+def test_feedback_still_explains_the_lost_points(graded, assignment):
+    """Hiding the tests keeps what the student needs: the visible tests and why a hidden one failed."""
+    _, _, crs = graded[assignment]
+    student = MISTAKES[assignment]
+    text = visible_text((crs / "feedback" / student / assignment / f"{assignment}.html").read_text())
+    assert "hidden tests: run by the grader, not shown" in text
+    assert re.search(r"\b\w+(Error|Failed): \S", text), "no error message where points were lost"
+    assert "assert " in text  # the visible tests stay
+
+
+@pytest.mark.parametrize("assignment", list(CLASSES))
+def test_the_reader_view_sees_hidden_tests_when_they_are_rendered(graded, assignment):
+    """The search can fail: the autograded notebook rendered as nbgrader's own pipeline did (without
+    the course's HideHiddenTests) shows the hidden tests to a reader, in the cells and the tracebacks."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    _, _, crs = graded[assignment]
+    student = MISTAKES[assignment]
+    nb = nbformat.read(crs / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
+    html, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
+    text = visible_text(html)
+    hidden = hidden_lines(ROOT, assignment)
+    assert {h for h in hidden if "check(" in h} <= {h for h in hidden if h in text}
+    assert "<span" in html and not any(h in html for h in hidden if "check(" in h)  # the raw HTML hides them
 
 
 def test_every_assignment_has_an_end_to_end_class():

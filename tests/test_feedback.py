@@ -4,18 +4,19 @@ What is tested is what a reader sees: the feedback HTML of ``nbgrader generate_f
 tags stripped and its entities unescaped (syntax highlighting splits ``check("a1.entropy", entropy)``
 into ``<span>`` pieces, so searching the raw HTML finds nothing even when every hidden test is
 shown). Every line of every hidden test region of the source must be absent from that text, in the
-cells and in the tracebacks that a failed hidden check leaves, for every assignment: here a small
-graded class of each (a complete submission and one with realistic mistakes that fail hidden
-tests); assignment 1's whole class, hostile submissions included, in tests/test_autograder.py.
+cells and in the tracebacks that a failed hidden check leaves, for every assignment. This module
+holds the helpers and the preprocessor's own test; the graded feedback is searched where each class
+is graded once: assignments 2-8 in tests/test_assignments.py (a complete submission and one with
+realistic mistakes that fail hidden tests), assignment 1's whole class, hostile submissions
+included, in tests/test_autograder.py.
 """
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
-import pytest
 
-from gencourse.grading import batch, course, demo, simulate
+from gencourse.grading import course
 from gencourse.grading.autograder import HideHiddenTests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,68 +73,14 @@ def leaks(crs: Path, assignment: str, root: Path = ROOT) -> dict:
     return out
 
 
-ASSIGNMENTS = [a for a in course.assignments(ROOT) if a != DEEP]
-
-
-def _mistakes(assignment: str) -> tuple:
-    """An end-to-end student of the assignment whose realistic mistakes fail hidden tests."""
-    return next(v for v in simulate.students(assignment).E2E.values() if v[0] == "mutation" and v[2])
-
-
-@pytest.fixture(scope="module")
-def feedback(tmp_path_factory):
-    out = {}
-    for assignment in ASSIGNMENTS:
-        crs = course.new_course(tmp_path_factory.mktemp(assignment), ROOT, [assignment])
-        course.generate(crs, assignment)
-        kind, muts, _ = _mistakes(assignment)
-        for st in (simulate.Student("complete", "complete", ""), simulate.Student("mistakes", kind, "", tuple(muts))):
-            course.submit(crs, assignment, st.name, demo.simulated_notebooks(crs, assignment, st))
-        outcomes = batch.grade_class(crs, assignment, jobs=2, timeout=60, progress=False)
-        assert all(o.status == "graded" for o in outcomes), batch.summary(outcomes, 0)
-        course.nbgrader(crs, "generate_feedback", assignment, "--force")
-        out[assignment] = crs
-    return out
-
-
 def test_every_assignment_has_its_feedback_tested():
+    """Assignment 1's feedback is checked on its whole class (tests/test_autograder.py), every other
+    assignment's on its end-to-end class (tests/test_assignments.py, which grades each class once)."""
+    from test_assignments import CLASSES, MISTAKES
+
     assert DEEP in course.assignments(ROOT)
-    assert set(ASSIGNMENTS) | {DEEP} == set(course.assignments(ROOT))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_feedback_shows_no_hidden_test(feedback, assignment):
-    found = leaks(feedback[assignment], assignment)
-    assert len(found) == 2
-    assert not any(found.values()), f"hidden test lines a reader sees: {found}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_feedback_still_explains_the_lost_points(feedback, assignment):
-    """Hiding the tests keeps what the student needs: the visible tests and why a hidden one failed."""
-    crs = feedback[assignment]
-    text = visible_text((crs / "feedback" / "mistakes" / assignment / f"{assignment}.html").read_text())
-    assert "hidden tests: run by the grader, not shown" in text
-    assert re.search(r"\b\w+(Error|Failed): \S", text), "no error message where points were lost"
-    assert "assert " in text  # the visible tests stay
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_the_reader_view_sees_hidden_tests_when_they_are_rendered(feedback, assignment):
-    """The search can fail: the autograded notebook rendered as nbgrader's own pipeline did (without
-    :class:`HideHiddenTests`) shows the hidden tests to a reader, in the cells and the tracebacks."""
-    from nbconvert import HTMLExporter
-
-    crs = feedback[assignment]
-    nb = nbformat.read(crs / "autograded" / "mistakes" / assignment / f"{assignment}.ipynb", as_version=4)
-    html, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
-    text = visible_text(html)
-    hidden = hidden_lines(ROOT, assignment)
-    assert {h for h in hidden if "check(" in h} <= {h for h in hidden if h in text}
-    assert "<span" in html and not any(h in html for h in hidden if "check(" in h)  # the raw HTML hides them
+    assert set(CLASSES) | {DEEP} == set(course.assignments(ROOT))
+    assert set(MISTAKES) == set(CLASSES)
 
 
 def test_hide_hidden_tests_removes_regions_and_quoted_traceback_lines():

@@ -150,14 +150,13 @@ def _ema_run(ema, x_val=None, keep_best=True):
     torch.manual_seed(0)
     x = torch.randn(40, 3, dtype=DT)
     model = nn.Linear(3, 1).to(DT)
-    target = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT) + 0.1 * torch.randn(40, 1, dtype=DT)
+    w = torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT)
     iterates = []
 
     def loss(xb):
         if model.training:
             iterates.append([p.detach().clone() for p in model.parameters()])
-        pred = model(xb)
-        return ((pred - (xb @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT))) ** 2).mean() + 0 * target.sum()
+        return ((model(xb) - xb @ w) ** 2).mean()
 
     hist = fit(model, x, x_val=x_val, loss_fn=loss, epochs=3, batch_size=8, lr=0.05, progress=False,
                ema=ema, keep_best=keep_best)
