@@ -115,7 +115,8 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
             averaging), updated after step :math:`t = 1, 2, \dots` with decay
             :math:`\min(\text{ema}, (1 + t) / (10 + t))` so that the first steps do not keep the
             initial weights; validation, the kept best weights and the returned model are the
-            average's. ``None``: the iterates themselves.
+            average's. Buffers (e.g. batch-norm statistics) are not averaged: they are the last
+            step's. ``None``: the iterates themselves.
 
     Returns:
         A :class:`History` of per-epoch mean losses and the wall time.
@@ -127,6 +128,8 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     hist, best, best_state = History(), math.inf, None
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0):
+        raise ValueError(f"ema must be a number in [0, 1) (the decay of the average), not {ema!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     average = [p.detach().clone() for p in params] if ema is not None else None
     step = 0
@@ -155,14 +158,16 @@ def fit(model: torch.nn.Module, x: torch.Tensor, *, y: Optional[torch.Tensor] = 
             model.eval()
             if average is not None:
                 swap_parameters(average, params)  # validate (and keep) the average
-            v = evaluate(loss_fn, x_val.to(device), None if y_val is None else y_val.to(device))
-            hist.val.append(v)
-            if v < best:
-                best, hist.best_epoch = v, epoch
-                if keep_best:
-                    best_state = copy.deepcopy(model.state_dict())
-            if average is not None:
-                swap_parameters(average, params)
+            try:
+                v = evaluate(loss_fn, x_val.to(device), None if y_val is None else y_val.to(device))
+                hist.val.append(v)
+                if v < best:
+                    best, hist.best_epoch = v, epoch
+                    if keep_best:
+                        best_state = copy.deepcopy(model.state_dict())
+            finally:
+                if average is not None:
+                    swap_parameters(average, params)  # back to the iterate, even if validation failed
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{hist.train[-1]:.3f}", **({"val": f"{hist.val[-1]:.3f}"} if hist.val else {}))
         if time.perf_counter() - start > max_seconds:

@@ -46,8 +46,6 @@ class _Graded(dict):
         outcomes = batch.grade_class(crs, assignment, jobs=2, timeout=60, progress=False)
         rows = gradebook.scores(crs, assignment)
         print(demo.score_table(rows))
-        for student in ("complete", MISTAKES[assignment]):
-            course.nbgrader(crs, "generate_feedback", assignment, f"--student={student}", "--force")
         self[assignment] = ({o.student: o for o in outcomes}, rows, crs)
         return self[assignment]
 
@@ -55,6 +53,38 @@ class _Graded(dict):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     return _Graded(tmp_path_factory)
+
+
+class _Feedback(dict):
+    """The feedback of each graded class, generated the first time a feedback test asks for it, for
+    the complete submission and MISTAKES[assignment]: ``{assignment: course folder}``. A failure is
+    kept and raised again, so that one failed generation is not retried by every test."""
+
+    def __init__(self, graded):
+        super().__init__()
+        self.graded = graded
+
+    def __missing__(self, assignment):
+        _, _, crs = self.graded[assignment]
+        try:
+            for student in ("complete", MISTAKES[assignment]):
+                course.nbgrader(crs, "generate_feedback", assignment, f"--student={student}", "--force")
+        except Exception as exc:  # noqa: BLE001 (raised again by every test of this assignment)
+            self[assignment] = exc
+        else:
+            self[assignment] = crs
+        return self[assignment]
+
+    def of(self, assignment):
+        got = self[assignment]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+@pytest.fixture(scope="module")
+def feedback(graded):
+    return _Feedback(graded)
 
 
 @pytest.mark.parametrize("assignment,student", CASES)
@@ -84,17 +114,17 @@ def test_integrity_report_flags_borrowing_and_lists_similar_code(graded, assignm
 
 
 @pytest.mark.parametrize("assignment", list(CLASSES))
-def test_feedback_shows_no_hidden_test(graded, assignment):
-    _, _, crs = graded[assignment]
+def test_feedback_shows_no_hidden_test(feedback, assignment):
+    crs = feedback.of(assignment)
     found = leaks(crs, assignment)
     assert len(found) == 2, sorted(found)
     assert not any(found.values()), f"hidden test lines a reader sees: {found}"
 
 
 @pytest.mark.parametrize("assignment", list(CLASSES))
-def test_feedback_still_explains_the_lost_points(graded, assignment):
+def test_feedback_still_explains_the_lost_points(feedback, assignment):
     """Hiding the tests keeps what the student needs: the visible tests and why a hidden one failed."""
-    _, _, crs = graded[assignment]
+    crs = feedback.of(assignment)
     student = MISTAKES[assignment]
     text = visible_text((crs / "feedback" / student / assignment / f"{assignment}.html").read_text())
     assert "hidden tests: run by the grader, not shown" in text
@@ -109,7 +139,7 @@ def test_the_reader_view_sees_hidden_tests_when_they_are_rendered(graded, assign
     import nbformat
     from nbconvert import HTMLExporter
 
-    _, _, crs = graded[assignment]
+    _, _, crs = graded[assignment]  # the autograded notebook, before feedback
     student = MISTAKES[assignment]
     nb = nbformat.read(crs / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
     html, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)

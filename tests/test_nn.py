@@ -142,59 +142,99 @@ def test_best_time_is_the_minimum_of_the_calls():
     assert len(calls) == 4 and t >= 0.0
 
 
-def _ema_run(ema, x_val=None, keep_best=True):
-    """A small regression fitted by ``fit``; returns the model, its history and the iterates the
-    loss saw while training (theta_0 .. theta_{T-1})."""
+def _ema_run(ema, *, epochs=3, lr=0.05, val=False, keep_best=True):
+    """A linear regression fitted by ``fit`` from zero weights; returns the model, its history and
+    the iterates the loss saw while training (theta_0 .. theta_{T-1}). With ``val`` the validation
+    targets lie a third of the way to the training ones, so the validation loss falls, then rises."""
     from gencourse.train import fit
 
     torch.manual_seed(0)
-    x = torch.randn(40, 3, dtype=DT)
-    model = nn.Linear(3, 1).to(DT)
+    x, x_val = torch.randn(40, 3, dtype=DT), torch.randn(20, 3, dtype=DT)
     w = torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT)
+    model = nn.Linear(3, 1).to(DT)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
     iterates = []
 
-    def loss(xb):
+    def loss(xb, yb):
         if model.training:
             iterates.append([p.detach().clone() for p in model.parameters()])
-        return ((model(xb) - xb @ w) ** 2).mean()
+        return ((model(xb) - yb) ** 2).mean()
 
-    hist = fit(model, x, x_val=x_val, loss_fn=loss, epochs=3, batch_size=8, lr=0.05, progress=False,
-               ema=ema, keep_best=keep_best)
-    return model, hist, iterates
+    hist = fit(model, x, y=x @ w, x_val=x_val if val else None, y_val=x_val @ w / 3 if val else None, loss_fn=loss,
+               epochs=epochs, batch_size=8, lr=lr, progress=False, ema=ema, keep_best=keep_best)
+    return model, hist, iterates, (x_val, x_val @ w / 3)
 
 
-def test_fit_with_ema_ends_with_the_bias_corrected_average_of_the_iterates():
-    """ema = 0.9: the model ends as a_t = d_t a_{t-1} + (1 - d_t) theta_t, d_t = min(0.9, (1+t)/(10+t)),
-    a_0 = theta_0, over the same iterates as a run without averaging (averaging never steers)."""
-    plain, _, plain_iterates = _ema_run(None)
-    averaged, _, iterates = _ema_run(0.9)
+def _averages(thetas, ema):
+    """a_0 = theta_0, a_t = d_t a_{t-1} + (1 - d_t) theta_t with d_t = min(ema, (1+t)/(10+t)), by hand."""
+    avg, out = [p.clone() for p in thetas[0]], []
+    for t, theta in enumerate(thetas[1:], start=1):
+        d = min(ema, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
+        out.append(avg)
+    return out  # after steps 1 .. T
+
+
+def test_fit_with_ema_ends_with_the_warmed_up_average_of_the_iterates():
+    """ema = 0.5, reached at step 8 of 15: the model ends as the recursion above over the same
+    iterates as a run without averaging (averaging never steers), warm-up and cap both exercised."""
+    plain, _, plain_iterates, _ = _ema_run(None)
+    averaged, _, iterates, _ = _ema_run(0.5)
     assert len(iterates) == 15  # 3 epochs of 5 batches
     for a, b in zip(plain_iterates, iterates):
         for p, q in zip(a, b):
             assert torch.equal(p, q)
-    thetas = iterates + [[p.detach() for p in plain.parameters()]]  # theta_0 .. theta_T
-    avg = [p.clone() for p in thetas[0]]
-    for t, theta in enumerate(thetas[1:], start=1):
-        d = min(0.9, (1 + t) / (10 + t))
-        avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
-    for a, p in zip(avg, averaged.parameters()):
+    final = _averages(iterates + [[p.detach() for p in plain.parameters()]], 0.5)[-1]
+    for a, p in zip(final, averaged.parameters()):
         torch.testing.assert_close(p.detach(), a, rtol=1e-12, atol=1e-12)
-    # the average is not the last iterate: the test can tell them apart
+    # neither the last iterate nor an average without the warm-up (or without the cap)
     assert not torch.allclose(averaged.weight, plain.weight, atol=1e-4)
+    for wrong in (_averages(iterates + [[p.detach() for p in plain.parameters()]], 0.999)[-1],
+                  _constant_average(iterates + [[p.detach() for p in plain.parameters()]], 0.5)):
+        assert not torch.allclose(averaged.weight, wrong[0], atol=1e-6)
+
+
+def _constant_average(thetas, d):
+    avg = [p.clone() for p in thetas[0]]
+    for theta in thetas[1:]:
+        avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
+    return avg
 
 
 def test_fit_with_ema_validates_and_keeps_the_average():
-    """With validation data the recorded losses are the average's: the returned model's loss is the
-    last one (keep_best=False) or the smallest one (keep_best=True)."""
+    """With validation data the recorded losses are the average's at each epoch's end; keep_best
+    returns the average of the best epoch (here not the last), keep_best=False the last one; the
+    iterates are those of a plain run with the same validation."""
     from gencourse.train import evaluate
 
-    x_val = torch.randn(20, 3, dtype=DT, generator=torch.Generator().manual_seed(5))
-    for keep_best in (False, True):
-        model, hist, _ = _ema_run(0.9, x_val=x_val, keep_best=keep_best)
+    epochs = 8
+    _, plain_hist, plain_iterates, _ = _ema_run(None, epochs=epochs, lr=0.1, val=True)
+    for keep_best in (True, False):
+        model, hist, iterates, (x_val, y_val) = _ema_run(0.5, epochs=epochs, lr=0.1, val=True, keep_best=keep_best)
+        assert len(iterates) == len(plain_iterates) == 5 * epochs
+        for a, b in zip(plain_iterates, iterates):
+            for p, q in zip(a, b):
+                assert torch.equal(p, q)
+        averages = _averages(iterates, 0.5)  # by hand, after steps 1 .. T-1
+        assert len(hist.val) == epochs
         model.eval()
-        w = torch.tensor([[1.0], [-2.0], [0.5]], dtype=DT)
         with torch.no_grad():
-            v = evaluate(lambda xb: ((model(xb) - xb @ w) ** 2).mean(), x_val)
-        expected = min(hist.val) if keep_best else hist.val[-1]
-        assert v == pytest.approx(expected, rel=1e-12)
-        assert len(hist.val) == 3
+            v = evaluate(lambda xb, yb: ((model(xb) - yb) ** 2).mean(), x_val, y_val)
+        if keep_best:
+            assert hist.best_epoch < epochs - 1, hist.val  # the validation loss rose again
+            assert v == pytest.approx(min(hist.val), rel=1e-12)
+            best = averages[5 * (hist.best_epoch + 1) - 1]
+            for a, p in zip(best, model.parameters()):
+                torch.testing.assert_close(p.detach(), a, rtol=1e-12, atol=1e-12)
+        else:
+            assert v == pytest.approx(hist.val[-1], rel=1e-12) and v > min(hist.val)
+    assert plain_hist.val != hist.val  # the plain run validates its iterates, not an average
+
+
+@pytest.mark.parametrize("ema", [1.0, -0.1, True, "0.9"])
+def test_fit_refuses_a_decay_outside_0_1(ema):
+    from gencourse.train import fit
+
+    with pytest.raises(ValueError, match="ema must be a number in"):
+        fit(nn.Linear(2, 1), torch.randn(4, 2), loss_fn=lambda xb: xb.sum(), epochs=1, progress=False, ema=ema)

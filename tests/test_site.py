@@ -1,7 +1,8 @@
 """The course website, built and opened in a real browser (headless Chromium driven by Selenium).
 
 The site is built once into a temporary folder (two lectures executed, through the build's cache in
-``build/site-cache/``; nbval runs them all in the same test run), served on localhost, and every page is opened with every other host unreachable: it loads
+``build/site-cache/``; nbval runs them all in the same test run; ``GENCOURSE_SITE_EXECUTE=all``
+executes all ten), served on localhost, and every page is opened with every other host unreachable: it loads
 with no console error (so it needs nothing from a CDN), its math is typeset by MathJax (no raw ``$$`` left in what a reader sees), every image is
 there and not empty, every link inside the site resolves (file and anchor), and no line of a
 solution or of a hidden test appears in the text of any page (the rendered text, not the HTML).
