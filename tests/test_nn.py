@@ -166,11 +166,12 @@ def _ema_run(ema, *, epochs=3, lr=0.05, val=False, keep_best=True):
     return model, hist, iterates, (x_val, x_val @ w / 3)
 
 
-def _averages(thetas, ema):
-    """a_0 = theta_0, a_t = d_t a_{t-1} + (1 - d_t) theta_t with d_t = min(ema, (1+t)/(10+t)), by hand."""
+def _averages(thetas, ema, warmup=True):
+    """a_0 = theta_0, a_t = d_t a_{t-1} + (1 - d_t) theta_t with d_t = min(ema, (1+t)/(10+t)) (or
+    d_t = ema without the warm-up), by hand."""
     avg, out = [p.clone() for p in thetas[0]], []
     for t, theta in enumerate(thetas[1:], start=1):
-        d = min(ema, (1 + t) / (10 + t))
+        d = min(ema, (1 + t) / (10 + t)) if warmup else ema
         avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
         out.append(avg)
     return out  # after steps 1 .. T
@@ -185,21 +186,13 @@ def test_fit_with_ema_ends_with_the_warmed_up_average_of_the_iterates():
     for a, b in zip(plain_iterates, iterates):
         for p, q in zip(a, b):
             assert torch.equal(p, q)
-    final = _averages(iterates + [[p.detach() for p in plain.parameters()]], 0.5)[-1]
-    for a, p in zip(final, averaged.parameters()):
+    thetas = iterates + [[p.detach() for p in plain.parameters()]]  # theta_0 .. theta_T
+    for a, p in zip(_averages(thetas, 0.5)[-1], averaged.parameters()):
         torch.testing.assert_close(p.detach(), a, rtol=1e-12, atol=1e-12)
-    # neither the last iterate nor an average without the warm-up (or without the cap)
+    # neither the last iterate nor an average without the cap or without the warm-up
     assert not torch.allclose(averaged.weight, plain.weight, atol=1e-4)
-    for wrong in (_averages(iterates + [[p.detach() for p in plain.parameters()]], 0.999)[-1],
-                  _constant_average(iterates + [[p.detach() for p in plain.parameters()]], 0.5)):
+    for wrong in (_averages(thetas, 0.999)[-1], _averages(thetas, 0.5, warmup=False)[-1]):
         assert not torch.allclose(averaged.weight, wrong[0], atol=1e-6)
-
-
-def _constant_average(thetas, d):
-    avg = [p.clone() for p in thetas[0]]
-    for theta in thetas[1:]:
-        avg = [d * a + (1 - d) * p for a, p in zip(avg, theta)]
-    return avg
 
 
 def test_fit_with_ema_validates_and_keeps_the_average():
